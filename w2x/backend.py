@@ -1,0 +1,101 @@
+"""Network stage: the one place a compute backend is chosen.
+
+A backend is a short table of primitives (tinygrad's llops, Chainer's im2col
+dispatcher).  Layers and architectures call ``be.im2col``, ``be.matmul`` ...
+and never ask which device they run on.
+
+======  ==================================  =================================
+name    primitives from                     needs
+======  ==================================  =================================
+numpy   ``w2x/ops.py`` (the reference)      numpy only
+numba   ``kernels/cpu_numba.py``            ``pip install w2x[cpu]``
+cupy    ``w2x/_cuda.py`` + ``kernels/*.cu`` ``pip install w2x[gpu]`` + CUDA
+======  ==================================  =================================
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import ops
+
+BACKENDS = ("numpy", "numba", "cupy")
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here (missing package or device)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The primitives a network needs, each with the signature of its ``ops.py`` twin."""
+    name: str
+    xp: Any                       # array module: numpy or cupy
+    im2col: Callable
+    col2im: Callable
+    bias_leaky_relu: Callable
+    channel_mean: Callable
+    se_scale: Callable
+    crop_add: Callable
+    matmul: Callable              # (A, B) -> A @ B, float32
+    to_device: Callable           # host ndarray -> backend array
+    to_host: Callable             # backend array -> host ndarray
+
+
+def _identity(a):
+    return a
+
+
+def _numpy() -> Backend:
+    return Backend("numpy", np, ops.im2col, ops.col2im, ops.bias_leaky_relu, ops.channel_mean,
+                   ops.se_scale, ops.crop_add, np.matmul, _identity, _identity)
+
+
+def _numba() -> Backend:
+    try:
+        from .kernels import cpu_numba
+    except ImportError as e:  # numba missing or too old
+        raise BackendUnavailableError(
+            f"backend 'numba' requested but Numba is not usable ({e}); "
+            "pip install 'w2x[cpu]' or use --backend numpy") from None
+    return cpu_numba.backend()
+
+
+def _cupy() -> Backend:
+    try:
+        from . import _cuda
+    except ImportError as e:
+        raise BackendUnavailableError(
+            f"backend 'cupy' requested but CuPy is not installed ({e}); "
+            "pip install 'w2x[gpu]' or use --backend numpy") from None
+    return _cuda.backend()
+
+
+_FACTORIES = {"numpy": _numpy, "numba": _numba, "cupy": _cupy}
+
+
+@functools.cache
+def get_backend(name: str = "auto") -> Backend:
+    """Return the backend called ``name``: "numpy", "numba", "cupy", or "auto" (the best that
+    works here: cupy with a CUDA device, else numba, else numpy).
+
+    Raises
+    ------
+    ValueError
+        unknown name.
+    BackendUnavailableError
+        a named backend whose package or device is missing (the message says what to install).
+    """
+    if name == "auto":
+        for candidate in ("cupy", "numba"):
+            try:
+                return get_backend(candidate)
+            except BackendUnavailableError:
+                continue
+        return get_backend("numpy")
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown backend {name!r}; expected one of auto, {', '.join(BACKENDS)}")
+    return _FACTORIES[name]()

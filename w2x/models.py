@@ -1,0 +1,183 @@
+"""Model loading: the original torch7-exported JSON (``tools/export_model.lua``) -> ``Model``.
+
+The file is a JSON array, one object per parameterised layer in module order, with
+``model_config`` on the first (docs/waifu2x-reference.md §2.1).  Everything is checked
+against the architecture's layer spec here, once, so the network code never meets a
+malformed weight.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .archs import ARCHS, Arch, LayerSpec
+from .backend import Backend, get_backend
+from .layers import Conv2d, ConvTranspose2d
+
+CONV_CLASSES = {"nn.SpatialConvolutionMM", "nn.SpatialConvolution", "cudnn.SpatialConvolution"}
+DECONV_CLASSES = {"nn.SpatialFullConvolution", "cudnn.SpatialFullConvolution"}
+_REQUIRED_KEYS = ("nInputPlane", "nOutputPlane", "kW", "kH", "weight", "bias")
+
+
+class ModelFormatError(ValueError):
+    """A model file that is not a valid waifu2x JSON model; the message names file and layer."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the pipeline needs to know about a model (the ``w2nn_*`` fields of srcnn.lua)."""
+    arch_name: str
+    channels: int              # 3 = RGB, 1 = luma (Y)
+    scale: int                 # inner scale factor: 2 if the net upsamples itself
+    offset: int                # output pixels lost per side
+    valid_sizes: range | None  # accepted input tile sizes (cunet/upcunet), None = any
+
+    @property
+    def input_offset(self) -> int:
+        """Context pixels an input tile needs on each side: ceil(offset / scale)
+        (lib/reconstruct.lua padding_params)."""
+        return math.ceil(self.offset / self.scale)
+
+
+class Model:
+    """A loaded waifu2x network: ``config`` plus layers wired by its architecture."""
+
+    def __init__(self, config: ModelConfig, layers: list, arch: Arch, path: str = "<memory>"):
+        self.config, self.layers, self._arch, self.path = config, layers, arch, path
+
+    def run(self, x, be: Backend):
+        """Forward (C, N, H, W) -> (C, N, OH, OW) on backend ``be`` (arrays already on its device)."""
+        return self._arch.forward(self.layers, x, be)
+
+    def forward(self, x: np.ndarray, backend: str | Backend = "numpy") -> np.ndarray:
+        """Forward a host batch in PyTorch layout: float32 (N, C, H, W) -> (N, C, OH, OW).
+
+        ``OH = (H - 2*input_offset) * scale`` for the sequential nets and ``H*scale - 2*offset``
+        in general; the result is clipped to [0, 1] as every released model ends with
+        ``w2nn.InplaceClip01``.
+        """
+        be = get_backend(backend) if isinstance(backend, str) else backend
+        layers = self.layers if be.name == "numpy" else self.on(be).layers
+        x = be.to_device(np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2, 3)))
+        y = self._arch.forward(layers, x, be)                       # (C, N, OH, OW)
+        return np.ascontiguousarray(be.to_host(y).transpose(1, 0, 2, 3))  # (N, C, OH, OW)
+
+    def on(self, be: Backend) -> "Model":
+        """This model with its weights moved to ``be``'s device (cached per backend)."""
+        cache = self.__dict__.setdefault("_on", {})
+        if be.name not in cache:
+            layers = [type(l)(**{k: (be.to_device(v) if isinstance(v, np.ndarray) else v)
+                                 for k, v in vars(l).items()}) for l in self.layers]
+            cache[be.name] = Model(self.config, layers, self._arch, self.path)
+        return cache[be.name]
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Model({c.arch_name}, channels={c.channels}, scale={c.scale}, offset={c.offset}, path={self.path!r})"
+
+
+def load_model(path: str | Path) -> Model:
+    """Load an original waifu2x JSON model (``.json`` or ``.json.gz``).
+
+    The architecture comes from ``model_config.arch_name`` on the first layer, else it is
+    inferred from the layer count and class names (docs/waifu2x-reference.md §2.1).  Both
+    ``nn.*`` and ``cudnn.*`` class names are accepted.  Numbers are ``%.14g`` text, parsed as
+    float64 and cast to float32, which is exact for weights exported from float32.
+
+    Raises
+    ------
+    FileNotFoundError
+        no such file.
+    ModelFormatError
+        invalid JSON, missing keys, wrong layer count, a layer whose shape differs from the
+        architecture's, or non-finite numbers; the message names the file and the layer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # gzip magic
+            raw = gzip.decompress(raw)
+        entries = json.loads(raw)
+    except (OSError, EOFError, ValueError) as e:
+        raise ModelFormatError(f"{path}: not a readable waifu2x JSON model ({e})") from None
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ModelFormatError(f"{path}: expected a JSON array of layer objects "
+                               f"(tools/export_model.lua format), found {type(entries).__name__}")
+    arch_name = _arch_name(path, entries)
+    arch = ARCHS[arch_name]
+    cfg = entries[0].get("model_config") or {}
+    channels = int(cfg.get("channels", entries[0].get("nInputPlane", 0)))
+    if channels not in (1, 3):
+        raise ModelFormatError(f"{path}: expected 1 (Y) or 3 (RGB) channels, found {channels}")
+    specs = arch.spec(channels)
+    if len(entries) != len(specs):
+        raise ModelFormatError(f"{path}: {arch_name} has {len(specs)} layers, the file has {len(entries)}")
+    layers = [_build_layer(path, i, e, s) for i, (e, s) in enumerate(zip(entries, specs))]
+    for key, expected in (("offset", arch.offset), ("scale_factor", arch.scale)):
+        if key in cfg and int(cfg[key]) != expected:
+            raise ModelFormatError(f"{path}: model_config.{key} is {cfg[key]}, {arch_name} has {expected}")
+    config = ModelConfig(arch_name, channels, arch.scale, arch.offset, arch.valid_sizes)
+    return Model(config, layers, arch, str(path))
+
+
+def _arch_name(path: Path, entries: list[dict]) -> str:
+    name = (entries[0].get("model_config") or {}).get("arch_name")
+    if name is not None:
+        if name not in ARCHS:
+            raise ModelFormatError(f"{path}: architecture {name!r} is not supported; "
+                                   f"expected one of {', '.join(ARCHS)}")
+        return name
+    # No model_config (exports before 2016-05): infer from the layer list (reference §2.1).
+    last_is_deconv = entries[-1].get("class_name") in DECONV_CLASSES
+    if len(entries) == 7:
+        return "upconv_7" if last_is_deconv else "vgg_7"
+    if len(entries) == 30:
+        return "upcunet" if entries[9].get("class_name") in DECONV_CLASSES else "cunet"
+    raise ModelFormatError(f"{path}: cannot tell the architecture: no model_config.arch_name and "
+                           f"{len(entries)} layers (vgg_7/upconv_7 have 7, cunet/upcunet 30)")
+
+
+def _build_layer(path: Path, i: int, e: dict, spec: LayerSpec):
+    where = f"{path}: layer {i}"
+    missing = [k for k in _REQUIRED_KEYS if k not in e]
+    if missing:
+        raise ModelFormatError(f"{where}: missing key(s) {', '.join(missing)}")
+    cls = e.get("class_name", "nn.SpatialFullConvolution" if spec.kind == "deconv" else "nn.SpatialConvolutionMM")
+    kind = "conv" if cls in CONV_CLASSES else "deconv" if cls in DECONV_CLASSES else None
+    found = LayerSpec(kind or cls, e["nInputPlane"], e["nOutputPlane"], e["kW"],
+                      e.get("dW", 1), e.get("padW", 0))
+    if e["kH"] != e["kW"] or e.get("dH", found.stride) != found.stride or e.get("padH", found.pad) != found.pad:
+        raise ModelFormatError(f"{where}: non-square kernel/stride/pad are not used by any waifu2x arch")
+    if found != spec:
+        raise ModelFormatError(f"{where}: expected {_describe(spec)}, found {_describe(found)} ({cls})")
+    try:
+        w = np.asarray(e["weight"], dtype=np.float64)
+        b = np.asarray(e["bias"], dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ModelFormatError(f"{where}: weight/bias are not numeric arrays") from None
+    k = spec.k
+    w_shape = ((spec.out_channels, spec.in_channels, k, k) if spec.kind == "conv"
+               else (spec.in_channels, spec.out_channels, k, k))
+    if w.shape != w_shape:
+        raise ModelFormatError(f"{where}: weight has shape {w.shape}, expected {w_shape}")
+    if b.shape != (spec.out_channels,):
+        raise ModelFormatError(f"{where}: bias has shape {b.shape}, expected ({spec.out_channels},)")
+    if not (np.isfinite(w).all() and np.isfinite(b).all()):
+        raise ModelFormatError(f"{where}: weight or bias contains NaN or infinity")
+    w32, b32 = w.astype(np.float32), b.astype(np.float32)
+    if spec.kind == "conv":
+        return Conv2d(np.ascontiguousarray(w32.reshape(spec.out_channels, -1)), b32, k, spec.stride)
+    # (C, OC, k, k) -> (C, OC*k*k) -> (OC*k*k, C)
+    wt = np.ascontiguousarray(w32.reshape(spec.in_channels, -1).T)
+    return ConvTranspose2d(wt, b32, k, spec.stride, spec.pad)
+
+
+def _describe(s: LayerSpec) -> str:
+    return f"{s.kind} {s.in_channels}->{s.out_channels} k{s.k} s{s.stride} p{s.pad}"

@@ -1,0 +1,76 @@
+"""Tiling as pure integer geometry (nagadomi/waifu2x lib/reconstruct.lua:86-130).
+
+The padded image is cut into square ``tile`` x ``tile`` input blocks stepping ``step =
+tile - 2*input_offset``; each block's output (``tile*scale - 2*offset`` square) is pasted,
+without blending, at ``(i*scale, j*scale)``.  Because ``offset == input_offset*scale`` for
+every released model, output tiles cover the canvas exactly, and for the purely local nets
+(vgg_7, upconv_7) the result does not depend on the tile size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .models import ModelConfig
+
+
+class TileSizeError(ValueError):
+    """A tile size that leaves no room for output pixels."""
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where every tile of one image goes.  All sizes in pixels."""
+    h: int            # image rows (before padding)
+    w: int            # image columns
+    tile: int         # input block size, context included
+    step: int         # input stride between blocks = tile - 2*pad_lo
+    pad_lo: int       # top/left replicate padding = input_offset
+    n_h: int          # blocks down
+    n_w: int          # blocks across
+    scale: int        # inner scale of the model
+    out_tile: int     # output block size = tile*scale - 2*offset
+
+    @property
+    def pad_bottom(self) -> int:
+        return self.n_h * self.step + self.pad_lo - self.h
+
+    @property
+    def pad_right(self) -> int:
+        return self.n_w * self.step + self.pad_lo - self.w
+
+    def __len__(self) -> int:
+        return self.n_h * self.n_w
+
+    def tiles(self):
+        """Yield ``(row, col)`` of each block's top-left corner in the padded image, row-major
+        like the original's loop (reconstruct.lua:17-18)."""
+        for i in range(self.n_h):
+            for j in range(self.n_w):
+                yield i * self.step, j * self.step
+
+
+def snap_tile_size(config: ModelConfig, tile_size: int) -> int:
+    """The model's accepted input size closest to ``tile_size`` (the first on a tie), as
+    ``find_valid_block_size`` (reconstruct.lua:112-130); any size for vgg_7/upconv_7."""
+    if config.valid_sizes is None:
+        return tile_size
+    return min(config.valid_sizes, key=lambda s: abs(s - tile_size))
+
+
+def plan(h: int, w: int, config: ModelConfig, tile_size: int = 256) -> TileGrid:
+    """Lay the tiles for an ``h`` x ``w`` network input (``padding_params``, reconstruct.lua:86-111).
+
+    Raises
+    ------
+    TileSizeError
+        when the (snapped) tile size is not larger than twice the model's context.
+    """
+    tile = snap_tile_size(config, int(tile_size))
+    pad = config.input_offset
+    step = tile - 2 * pad
+    if step <= 0 or (tile * config.scale - 2 * config.offset) <= 0:
+        raise TileSizeError(f"tile size {tile} is too small for {config.arch_name}: it needs more "
+                            f"than {2 * pad} px of context; use --tile-size {2 * pad + 32} or larger")
+    return TileGrid(h, w, tile, step, pad, math.ceil(h / step), math.ceil(w / step),
+                    config.scale, tile * config.scale - 2 * config.offset)
