@@ -1,4 +1,13 @@
-"""w2x: waifu2x rebuilt from scratch in NumPy/CuPy."""
-from .models import Model, ModelConfig, ModelFormatError, load_model
+"""w2x: waifu2x rebuilt from scratch in NumPy/CuPy.
 
-__all__ = ["Model", "ModelConfig", "ModelFormatError", "load_model"]
+    import w2x
+    out = w2x.convert(pil_or_array, mode="noise_scale", noise_level=1, style="art")
+    model = w2x.load_model("cunet/art/scale2.0x_model.json")   # the original's JSON
+    y = w2x.reconstruct.scale(model, x)                         # float (3,H,W) -> (3,2H,2W)
+"""
+from . import reconstruct
+from .models import Model, ModelConfig, ModelFormatError, load_model
+from .pipeline import Options, convert, process
+
+__all__ = ["Model", "ModelConfig", "ModelFormatError", "Options", "convert", "load_model",
+           "process", "reconstruct"]

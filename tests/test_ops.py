@@ -1,0 +1,83 @@
+"""Convolution and transposed convolution (im2col/col2im + GEMM) against loop references."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from naive import conv2d_naive, conv_transpose2d_naive
+from w2x import ops
+from w2x.backend import get_backend
+from w2x.layers import Conv2d, ConvTranspose2d
+
+# float32 GEMM vs float64 loops over <= 128*9 products of O(1) terms: ~1e-6 rounding.
+FLOAT32_ATOL = 1e-4
+
+CONV_CASES = [  # (N, C, H, W, OC, k, stride)
+    (1, 3, 9, 11, 5, 3, 1), (2, 4, 8, 8, 3, 2, 2), (3, 6, 5, 7, 4, 1, 1),
+    (1, 2, 13, 6, 2, 4, 1), (2, 1, 7, 9, 3, 3, 2),
+]
+DECONV_CASES = [  # (N, C, H, W, OC, k, stride, pad)
+    (1, 4, 6, 5, 3, 4, 2, 3), (2, 3, 4, 4, 2, 2, 2, 0), (1, 2, 5, 7, 3, 3, 1, 1),
+    (2, 5, 3, 6, 2, 4, 2, 0), (1, 3, 7, 4, 4, 3, 2, 1),
+]
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+def test_im2col_matches_index_definition():
+    x = _rng(0).standard_normal((3, 2, 7, 8)).astype(np.float32)  # (C, N, H, W)
+    k, s = 3, 2
+    cols = ops.im2col(x, k, k, s)
+    oh, ow = ops.out_size(7, k, s), ops.out_size(8, k, s)
+    for c in range(3):
+        for i in range(k):
+            for j in range(k):
+                for n in range(2):
+                    for r in range(oh):
+                        for q in range(ow):
+                            assert cols[(c * k + i) * k + j, (n * oh + r) * ow + q] == x[c, n, r * s + i, q * s + j]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv2d_matches_naive_loop(case, backend):
+    n, c, h, w, oc, k, s = case
+    rng = _rng(sum(case))
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((oc, c, k, k))
+    b = rng.standard_normal(oc)
+    be = get_backend(backend)
+    layer = Conv2d(be.to_device(wt.reshape(oc, -1).astype(np.float32)), be.to_device(b.astype(np.float32)), k, s)
+    x_cnhw = be.to_device(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32))
+    y = be.to_host(layer(x_cnhw, be, None)).transpose(1, 0, 2, 3)  # (OC, N, ..) -> (N, OC, ..)
+    np.testing.assert_allclose(y, conv2d_naive(x, wt, b, s), atol=FLOAT32_ATOL)
+
+
+@pytest.mark.parametrize("case", DECONV_CASES, ids=str)
+def test_conv_transpose2d_matches_scatter_loop(case, backend):
+    n, c, h, w, oc, k, s, p = case
+    rng = _rng(sum(case))
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((c, oc, k, k))
+    b = rng.standard_normal(oc)
+    be = get_backend(backend)
+    layer = ConvTranspose2d(be.to_device(np.ascontiguousarray(wt.reshape(c, -1).T, dtype=np.float32)),
+                            be.to_device(b.astype(np.float32)), k, s, p)
+    x_cnhw = be.to_device(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32))
+    y = be.to_host(layer(x_cnhw, be, None)).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(y, conv_transpose2d_naive(x, wt, b, s, p), atol=FLOAT32_ATOL)
+
+
+def test_leaky_relu_slope_and_bias():
+    y = np.array([[-1.0, 2.0], [-3.0, 0.5]], dtype=np.float32)
+    ops.bias_leaky_relu(y, np.array([0.5, -1.0], dtype=np.float32), ops.LEAKY_SLOPE)
+    np.testing.assert_allclose(y, [[-0.05, 2.5], [-0.4, -0.05]], rtol=1e-6)
+
+
+def test_pad_replicate_copies_edges():
+    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    p = ops.pad_replicate(x, 1, 2, 2, 1)
+    assert p.shape == (1, 5, 6)
+    np.testing.assert_array_equal(p[0, 0], [0, 0, 0, 1, 2, 2])
+    np.testing.assert_array_equal(p[0, -1], [3, 3, 3, 4, 5, 5])
