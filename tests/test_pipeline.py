@@ -1,0 +1,179 @@
+"""Whole-image behaviour of the original: tiling, alpha, grey, 16-bit and TTA, on real images.
+
+Expectations come from docs/waifu2x-reference.md (§1.3-§1.6), restated here as independent
+loops rather than by calling the code under test twice.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import IMAGES, model_path
+from w2x import load_model, reconstruct
+from w2x.alpha import make_border
+from w2x.cli import main as cli_main
+from w2x.io import read_image
+from w2x.tiling import plan, snap_tile_size
+
+# BLAS blocks GEMMs differently for different tile widths, reordering float32 sums.
+TILE_INVARIANCE_ATOL = 1e-5
+# make_border: float32 box sums vs the float64 loop below.
+MAKE_BORDER_ATOL = 1e-5
+TTA_ATOL = 1e-6  # same arithmetic, only the order of the mean's additions differs
+
+
+def _float(path, size=None):
+    im = Image.open(path).convert("RGB")
+    a = np.asarray(im, dtype=np.float32) / 255
+    if size:
+        a = a[:size[0], :size[1]]
+    return np.ascontiguousarray(a.transpose(2, 0, 1))  # (H, W, 3) -> (3, H, W)
+
+
+@pytest.mark.parametrize("rel", ["vgg_7/art/scale2.0x_model.json.gz", "upconv_7/art/scale2.0x_model.json.gz"])
+def test_local_nets_do_not_depend_on_tile_size(rel):
+    model = load_model(model_path(rel))
+    x = _float(IMAGES / "miku_small_noisy.png", (70, 90))
+    net_in = 2 * max(x.shape[1:]) if model.config.scale == 1 else max(x.shape[1:])
+    whole = net_in + 2 * model.config.input_offset          # one tile holds everything
+    outs = [reconstruct.scale(model, x, tile_size=t) for t in (64, 256, whole)]
+    assert len(plan(*(np.array(x.shape[1:]) * (2 // model.config.scale)), model.config, whole)) == 1
+    for y in outs[1:]:
+        assert y.shape == (3, 140, 180)
+        assert np.abs(y - outs[0]).max() <= TILE_INVARIANCE_ATOL
+
+
+def test_cunet_tile_sizes_snap_like_find_valid_block_size():
+    up = load_model(model_path("cunet/art/scale2.0x_model.json.gz")).config
+    assert snap_tile_size(up, 256) == 256
+    assert snap_tile_size(up, 254) == 252        # tie: the first (smaller) valid size wins
+    assert snap_tile_size(up, 10) == 76 and snap_tile_size(up, 4000) == 512
+    g = plan(100, 33, up, 256)
+    assert (g.tile, g.step, g.pad_lo, g.out_tile) == (256, 220, 18, 440)
+    assert g.pad_bottom == 220 + 18 - 100 and g.pad_right == 220 + 18 - 33
+
+
+def _make_border_loop(rgb, alpha, offset):
+    """alpha_util.lua:9-46 as literal loops, float64."""
+    rgb = rgb.astype(np.float64).copy()
+    mask = (alpha[0] > 0).astype(np.float64)
+    rgb[:, mask == 0] = 0
+    h, w = mask.shape
+    for _ in range(offset):
+        weight = np.zeros((h, w))
+        border = np.zeros_like(rgb)
+        for r in range(h):
+            for q in range(w):
+                r0, r1, q0, q1 = max(r - 1, 0), min(r + 2, h), max(q - 1, 0), min(q + 2, w)
+                weight[r, q] = mask[r0:r1, q0:q1].sum()
+                border[:, r, q] = rgb[:, r0:r1, q0:q1].sum(axis=(1, 2))
+        border /= weight + 1e-7
+        hidden = mask == 0
+        rgb[:, hidden] = border[:, hidden]
+        mask = (weight > 0).astype(np.float64)
+    return np.clip(rgb, 0, 1)
+
+
+def test_make_border_matches_literal_loop():
+    pic = read_image(IMAGES / "neko_alpha.png")
+    rgb, alpha = pic.rgb[:, :40, :50], pic.alpha[:, :40, :50]
+    assert 0 < (alpha == 0).mean() < 1
+    got = make_border(rgb, alpha, 7)
+    np.testing.assert_allclose(got, _make_border_loop(rgb, alpha, 7), atol=MAKE_BORDER_ATOL)
+    far = got[:, alpha[0] > 0]
+    np.testing.assert_array_equal(far, rgb[:, alpha[0] > 0])  # visible pixels untouched
+
+
+def test_alpha_scale_mode_rgba_output(tmp_path):
+    out = tmp_path / "neko.png"
+    rel = "upconv_7/art"
+    assert cli_main(["-i", str(IMAGES / "neko_alpha.png"), "-o", str(out), "-m", "scale",
+                     "--model-dir", str(model_path(rel))]) == 0
+    src = np.asarray(Image.open(IMAGES / "neko_alpha.png"))
+    res = Image.open(out)
+    assert res.mode == "RGBA" and res.size == (200, 174)
+    a_out = np.asarray(res)[:, :, 3].astype(int)
+    a_nn = np.repeat(np.repeat(src[:, :, 3], 2, 0), 2, 1).astype(int)  # nearest 2x of the alpha
+    # alpha is upscaled by the scale model: interior of opaque/transparent areas is kept
+    win = np.lib.stride_tricks.sliding_window_view(np.pad(a_nn, 3, mode="edge"), (7, 7))
+    interior = (win.min(axis=(2, 3)) == win.max(axis=(2, 3))) & ((a_nn == 0) | (a_nn == 255))
+    # (the net rings a little near thin shapes: measured max 8 levels, mean < 0.1)
+    assert np.abs(a_out - a_nn)[interior].max() <= 16
+    assert np.abs(a_out - a_nn)[interior].mean() <= 0.5
+    # ...and it was not simply copied by nearest neighbour: edges are resampled
+    assert (a_out != a_nn).mean() > 0.01
+    # make_border ran: RGB under alpha 0 near opaque pixels is not the loader's 0.5 grey
+    rgb_out = np.asarray(res)[:, :, :3].astype(int)
+    near_edge = (a_nn == 0) & ~interior
+    assert np.abs(rgb_out[near_edge] - 128).mean() > 10
+
+
+def test_alpha_noise_mode_keeps_alpha_exactly(tmp_path):
+    out = tmp_path / "neko.png"
+    assert cli_main(["-i", str(IMAGES / "neko_alpha.png"), "-o", str(out), "-m", "noise", "-n", "1",
+                     "--style", "vgg_7/art"]) == 0
+    src = np.asarray(Image.open(IMAGES / "neko_alpha.png"))
+    res = np.asarray(Image.open(out))
+    np.testing.assert_array_equal(res[:, :, 3], src[:, :, 3])
+
+
+def test_grey_input_gives_grey_output(tmp_path):
+    src = Image.open(IMAGES / "tone.png")
+    a = np.asarray(src)
+    assert (a[:, :, 0] == a[:, :, 1]).all() and (a[:, :, 1] == a[:, :, 2]).all() and (a[:, :, 3] == 255).all()
+    out = tmp_path / "tone.png"
+    assert cli_main(["-i", str(IMAGES / "tone.png"), "-o", str(out), "-m", "scale", "--style", "vgg_7/art"]) == 0
+    res = Image.open(out)
+    assert res.mode == "L" and res.size == (496, 152)
+    # the grey written is the luma of the RGB result
+    model = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz"))
+    y = reconstruct.scale(model, a[:, :, :3].transpose(2, 0, 1).astype(np.float32) / 255)
+    luma = 0.299 * y[0] + 0.587 * y[1] + 0.114 * y[2]
+    assert np.abs(np.asarray(res).astype(float) - luma * 255).max() <= 1.0
+
+
+def test_16bit_input_keeps_precision_and_depth_16_output(tmp_path):
+    import png
+    rng = np.random.default_rng(0)
+    base = np.asarray(Image.open(IMAGES / "lena.png").convert("RGB"))[:48, :48].astype(np.uint16) * 257
+    img16 = (base + rng.integers(-120, 120, base.shape)).clip(0, 65535).astype(np.uint16)
+    src = tmp_path / "in16.png"
+    png.from_array(img16.reshape(48, -1), "RGB;16").save(str(src))
+    out = tmp_path / "out16.png"
+    assert cli_main(["-i", str(src), "-o", str(out), "-m", "noise", "-n", "1", "--style", "vgg_7/photo",
+                     "--depth", "16"]) == 0
+    w, h, rows, info = png.Reader(filename=str(out)).asDirect()
+    assert info["bitdepth"] == 16
+    got = np.array(list(rows), dtype=np.int64).reshape(h, w, 3)
+    # expected: the float net on the exact 16-bit values, rounded by encode_png's 16-bit rule
+    model = load_model(model_path("vgg_7/photo/noise1_model.json.gz"))
+    y = reconstruct.image(model, img16.transpose(2, 0, 1).astype(np.float32) / 65535)
+    want = np.floor(np.clip(y + (0.5 - 0.5e-7) / 65535, 0, 1) * 65535).transpose(1, 2, 0)
+    assert np.abs(got - want).max() <= 1
+    # the input's low bits mattered: an 8-bit-truncated input gives a different result
+    y8 = reconstruct.image(model, (img16 // 257).transpose(2, 0, 1).astype(np.float32) / 255)
+    assert np.abs(y8 - y).max() > 1e-3
+
+
+# TTA patterns of reconstruct.lua:253-292 spelled out on (C, H, W): (forward, backward).
+def _tta_expected(f, x, ids):
+    hf = lambda a: a[:, :, ::-1]   # noqa: E731  image.hflip: mirror columns
+    vf = lambda a: a[:, ::-1, :]   # noqa: E731  image.vflip: mirror rows
+    tr = lambda a: np.swapaxes(a, 1, 2)  # noqa: E731
+    table = {1: (lambda a: a, lambda a: a), 2: (hf, hf), 3: (vf, vf),
+             4: (lambda a: hf(vf(a)), lambda a: vf(hf(a))), 5: (tr, tr),
+             6: (lambda a: hf(tr(a)), lambda a: tr(hf(a))), 7: (lambda a: vf(tr(a)), lambda a: tr(vf(a))),
+             8: (lambda a: hf(vf(tr(a))), lambda a: tr(vf(hf(a))))}
+    return np.mean([table[i][1](f(np.ascontiguousarray(table[i][0](x)))) for i in ids], axis=0)
+
+
+@pytest.mark.parametrize("level, ids", [(2, (1, 5)), (4, (1, 5, 2, 7)), (8, tuple(range(1, 9)))])
+def test_tta_levels_average_the_original_patterns(level, ids):
+    model = load_model(model_path("vgg_7/photo/noise2_model.json.gz"))
+    x = _float(IMAGES / "lena.png", (40, 56))
+    plain = lambda a: reconstruct.image(model, a, tile_size=64)  # noqa: E731
+    got = reconstruct.image(model, x, tile_size=64, tta_level=level)
+    assert got.shape == x.shape
+    np.testing.assert_allclose(got, _tta_expected(plain, x, ids), atol=TTA_ATOL)
+    assert np.abs(got - plain(x)).max() > 1e-3  # TTA changes the result
