@@ -177,3 +177,22 @@ def test_tta_levels_average_the_original_patterns(level, ids):
     assert got.shape == x.shape
     np.testing.assert_allclose(got, _tta_expected(plain, x, ids), atol=TTA_ATOL)
     assert np.abs(got - plain(x)).max() > 1e-3  # TTA changes the result
+
+
+def test_y_model_scale_luma_from_net_chroma_from_lanczos():
+    """scale_y (reconstruct.lua:147-173): Y from the net on the nearest-2x luma, U/V from a
+    GraphicsMagick Lanczos 2x, torch's analog YUV."""
+    from w2x.resize import gm_resize
+    model = load_model(model_path("vgg_7/art_y_chainer/scale2.0x_model.json.gz"))
+    x = _float(IMAGES / "lena.png", (30, 40))
+    got = reconstruct.scale(model, x)
+    to_yuv = np.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
+    luma_nn = np.repeat(np.repeat(np.tensordot(to_yuv[0], x, 1), 2, 0), 2, 1)   # (60, 80)
+    padded = np.pad(luma_nn, 7, mode="edge")[None, None].astype(np.float32)    # one whole tile
+    y_net = np.clip(model.forward(padded)[0, 0], 0, 1)
+    uv = np.tensordot(to_yuv[1:], gm_resize(x, 60, 80, "lanczos"), 1)
+    yuv = np.tensordot(to_yuv, got.astype(np.float64), 1)
+    unclipped = ((got > 0) & (got < 1)).all(axis=0)
+    assert unclipped.mean() > 0.9
+    assert np.abs(yuv[0] - y_net)[unclipped].max() < 1e-4
+    assert np.abs(yuv[1:] - uv)[:, unclipped].max() < 1e-4
