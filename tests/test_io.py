@@ -8,6 +8,7 @@ import numpy as np
 import png
 import pytest
 from PIL import Image, ImageCms, ImageOps
+from PIL.PngImagePlugin import PngInfo
 
 from w2x import io_write
 from w2x.io_read import convert_profile, icc_transform
@@ -135,11 +136,12 @@ def test_read_la_gives_grey_with_alpha(tmp_path):
     np.testing.assert_array_equal(pic.rgb[:, opaque], np.repeat(ref[:1], 3, 0)[:, opaque])
 
 
-def test_read_i16_keeps_16_bit_precision(tmp_path):
+@pytest.mark.parametrize("ext", [".png", ".tif"])  # pypng / Pillow I;16 decoders
+def test_read_i16_keeps_16_bit_precision(tmp_path, ext):
     g = (np.arange(64 * 48).reshape(48, 64) * 21).astype(np.uint16)  # up to 64491
-    Image.fromarray(g).save(tmp_path / "g16.png")
-    assert Image.open(tmp_path / "g16.png").mode == "I;16"
-    pic = read_image(tmp_path / "g16.png")
+    Image.fromarray(g).save(tmp_path / f"g16{ext}")
+    assert Image.open(tmp_path / f"g16{ext}").mode.startswith("I;16")
+    pic = read_image(tmp_path / f"g16{ext}")
     assert pic.meta.depth == 16 and pic.meta.grayscale and pic.alpha is None
     np.testing.assert_array_equal(pic.rgb[0], g.astype(np.float32) / 65535)
 
@@ -434,7 +436,6 @@ def test_png_keeps_gamma_dpi_exif(tmp_path, depth):
 
 
 def _gama_chunk(gamma):
-    from PIL.PngImagePlugin import PngInfo
     info = PngInfo()
     info.add(b"gAMA", struct.pack(">I", round(gamma * 100000)))
     return info

@@ -325,8 +325,8 @@ def _png16_chunks(planes: np.ndarray) -> list[tuple[bytes, bytes]]:
     """
     c, h, w = planes.shape
     bpp = 2 * c                                           # bytes per pixel
-    rows = planes.transpose(1, 2, 0).astype(">u2").view(np.uint8).reshape(h, w * bpp)
-    # (C, H, W) -> (H, W, C) big-endian -> (H, W * C * 2) bytes
+    hwc = np.ascontiguousarray(planes.transpose(1, 2, 0), dtype=">u2")  # (C, H, W) -> (H, W, C)
+    rows = hwc.view(np.uint8).reshape(h, w * bpp)         # big-endian bytes, (H, W * C * 2)
     filtered = np.empty((h, 1 + w * bpp), np.uint8)       # filter-type byte + row
     filtered[:, 0] = PNG_FILTER_SUB
     filtered[:, 1:1 + bpp] = rows[:, :bpp]
@@ -364,12 +364,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise ImageWriteError(f"{path}: is a directory; give a file name")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "xb") as f:  # "x": never clobber; mode follows the umask
+        f = open(tmp, "xb")  # "x": never clobber; permissions follow the umask
+    except OSError as e:
+        raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
+    try:
+        with f:
             f.write(data)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
