@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import color, ops, tiling
+from . import color, tiling
 from .backend import Backend, get_backend
 from .models import Model
 
@@ -96,9 +96,8 @@ def _image_rgb(model, x, tile_size, be, batch_size, progress):
 
 def _scale_rgb(model, x, tile_size, be, batch_size, progress):
     """scale_rgb (reconstruct.lua:189-206): Box (= nearest) 2x first when the net does not resize."""
-    if model.config.scale == 1:
-        x = nearest_upscale(x, SCALE)
-    return run_net(model, x, tile_size, be, batch_size, progress)
+    prescale = SCALE if model.config.scale == 1 else 1
+    return run_net(model, x, tile_size, be, batch_size, progress, prescale)
 
 
 def _image_y(model, x, tile_size, be, batch_size, progress):
@@ -114,39 +113,41 @@ def _scale_y(model, x, tile_size, be, batch_size, progress):
     from .resize import gm_resize
     c, h, w = x.shape
     yuv = color.rgb2yuv(gm_resize(x, h * SCALE, w * SCALE, "lanczos"))
-    if model.config.scale == 1:
-        x = nearest_upscale(x, SCALE)
-    yuv[0] = run_net(model, color.rgb2y(x), tile_size, be, batch_size, progress)[0]
+    prescale = SCALE if model.config.scale == 1 else 1
+    yuv[0] = run_net(model, color.rgb2y(x), tile_size, be, batch_size, progress, prescale)[0]
     return np.clip(color.yuv2rgb(yuv), 0.0, 1.0)
 
 
-def nearest_upscale(x: np.ndarray, factor: int) -> np.ndarray:
-    """Pixel replication, (C, H, W) -> (C, H*f, W*f): GraphicsMagick Box at an integer factor."""
-    return np.repeat(np.repeat(x, factor, axis=1), factor, axis=2)
-
-
 def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size: int = 1,
-            progress: ProgressFn | None = None) -> np.ndarray:
-    """Pad, run every tile, paste, crop, clamp (``reconstruct_nn``, reconstruct.lua:5-66).
+            progress: ProgressFn | None = None, prescale: int = 1) -> np.ndarray:
+    """Pad, run every tile, paste, crop (``reconstruct_nn``, reconstruct.lua:5-66).
 
-    x : float32 (C, H, W), C = the model's channels.  Returns float32 (C, H*s, W*s).
+    x : float32 (C, H, W), C = the model's channels.  The net sees ``x`` upscaled ``prescale``
+    times by pixel replication (GraphicsMagick Box at an integer factor, iproc.lua:51-67) and
+    edge-padded by the model's input offset (``iproc.padding``, "clamp").  Neither the
+    upscaled nor the padded image is built: each tile gathers its pixels through clamped,
+    divided indices, which is the same thing.  Returns float32 (C, H*p*s, W*p*s).
+
     Tiles are gathered ``batch_size`` at a time into one (C, N, t, t) batch, so one GEMM per
     layer covers N tiles; only that batch lives on the device, never the whole image.
     """
-    c, h, w = x.shape
+    c, h0, w0 = x.shape
     if c != model.config.channels:
         raise ValueError(f"model takes {model.config.channels} channel(s), got {c}")
+    h, w = h0 * prescale, w0 * prescale
     grid = tiling.plan(h, w, model.config, tile_size)
-    padded = ops.pad_replicate(x, grid.pad_lo, grid.pad_bottom, grid.pad_lo, grid.pad_right)
     s, t, ot = grid.scale, grid.tile, grid.out_tile
     out = np.empty((c, h * s, w * s), dtype=np.float32)
     net = model.on(be)
     corners = list(grid.tiles())
     batch = np.empty((c, min(batch_size, len(corners)), t, t), dtype=np.float32)  # (C, N, t, t)
+    span = np.arange(t) - grid.pad_lo
     for start in range(0, len(corners), batch.shape[1]):
         chunk = corners[start:start + batch.shape[1]]
         for k, (r, q) in enumerate(chunk):
-            batch[:, k] = padded[:, r:r + t, q:q + t]
+            rows = np.clip(r + span, 0, h - 1) // prescale       # padded row -> source row
+            cols = np.clip(q + span, 0, w - 1) // prescale
+            batch[:, k] = x[:, rows[:, None], cols[None, :]]     # (C, t, t)
         y = be.to_host(net.run(be.to_device(batch[:, :len(chunk)]), be))  # (C, n, ot, ot)
         for k, (r, q) in enumerate(chunk):
             # paste at (r*s, q*s), clipped to the cropped canvas (reconstruct.lua:51-63, :201)
