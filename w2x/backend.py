@@ -64,32 +64,40 @@ def _numba() -> Backend:
     return cpu_numba.backend()
 
 
-def _cupy() -> Backend:
+def _cupy(precision: str = "fp32") -> Backend:
     try:
         from . import _cuda
     except ImportError as e:
         raise BackendUnavailableError(
             f"backend 'cupy' requested but CuPy is not installed ({e}); "
             "pip install 'w2x[gpu]' or use --backend numpy") from None
-    return _cuda.backend()
+    return _cuda.backend(precision)
 
 
 _FACTORIES = {"numpy": _numpy, "numba": _numba, "cupy": _cupy}
+PRECISIONS = ("fp32", "tf32", "fp16")
 
 
 @functools.cache
-def get_backend(name: str = "auto") -> Backend:
+def get_backend(name: str = "auto", precision: str = "fp32") -> Backend:
     """Return the backend called ``name``: "numpy", "numba", "cupy", or "auto" (the best that
     works here: cupy with a CUDA device, else numba, else numpy).
+
+    ``precision`` "tf32" or "fp16" rounds the GEMM operands on the GPU (see ``_cuda.py``);
+    the CPU backends compute in float32 only.
 
     Raises
     ------
     ValueError
-        unknown name.
+        unknown name or precision, or a reduced precision on a CPU backend.
     BackendUnavailableError
         a named backend whose package or device is missing (the message says what to install).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if name == "auto":
+        if precision != "fp32":
+            return get_backend("cupy", precision)
         for candidate in ("cupy", "numba"):
             try:
                 return get_backend(candidate)
@@ -98,4 +106,8 @@ def get_backend(name: str = "auto") -> Backend:
         return get_backend("numpy")
     if name not in _FACTORIES:
         raise ValueError(f"unknown backend {name!r}; expected one of auto, {', '.join(BACKENDS)}")
+    if name == "cupy":
+        return _cupy(precision)
+    if precision != "fp32":
+        raise ValueError(f"precision {precision} needs the cupy backend; backend {name!r} computes in fp32")
     return _FACTORIES[name]()

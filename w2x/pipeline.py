@@ -17,6 +17,7 @@ import numpy as np
 
 from . import reconstruct
 from .alpha import make_border
+from .backend import get_backend
 from .model_store import ModelNotFoundError, find_model, model_filename
 from .models import Model, load_model
 from .reconstruct import ProgressFn
@@ -36,8 +37,9 @@ class Options:
     model_dir: str | Path | None = None  # a folder holding the JSON files, instead of style
     tile_size: int = reconstruct.DEFAULT_TILE_SIZE   # -crop_size
     tta_level: int = 1                  # -tta 1 -tta_level N; 1 = off
-    backend: str = "auto"
-    batch_size: int = reconstruct.DEFAULT_BATCH_SIZE
+    backend: str = "auto"               # numpy | numba | cupy | auto (the best available)
+    precision: str = "fp32"             # GEMM precision on the GPU: fp32 | tf32 | fp16
+    batch_size: int | None = None       # tiles per forward; None = as many as fit (GPU), 1 (CPU)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -48,6 +50,8 @@ class Options:
             raise ValueError(f"TTA level must be 1, 2, 4 or 8, got {self.tta_level!r}")
         if self.tile_size < 1:
             raise ValueError(f"tile size must be positive, got {self.tile_size}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,8 @@ def process(rgb: np.ndarray, alpha: np.ndarray | None, opts: Options = Options()
         (alpha_util.lua:47-64); make_border runs before scaling only (waifu2x.lua:63-117).
     """
     plan = plan or plan_models(opts)
-    kw = dict(tile_size=opts.tile_size, tta_level=opts.tta_level, backend=opts.backend,
+    kw = dict(tile_size=opts.tile_size, tta_level=opts.tta_level,
+              backend=get_backend(opts.backend, opts.precision),
               batch_size=opts.batch_size, progress=progress)
     if alpha is not None and plan.scale_model is not None:
         rgb = make_border(rgb, alpha, plan.scale_model.config.offset)

@@ -19,11 +19,11 @@ import numpy as np
 
 from . import color, tiling
 from .backend import Backend, get_backend
+from .gpu_stream import plan_batch, stream_tiles
 from .models import Model
 
 SCALE = 2                     # only 2x models exist (scale2.0x_model); larger factors repeat passes
 DEFAULT_TILE_SIZE = 256       # -crop_size 256 (waifu2x.lua:262)
-DEFAULT_BATCH_SIZE = 1        # tiles per forward; the original's -batch_size default
 
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles total) of the current pass
 
@@ -46,7 +46,7 @@ TTA_LEVELS = {1: (0,), 2: (0, 4), 4: (0, 4, 1, 6), 8: tuple(range(8))}  # get_au
 
 
 def image(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
-          backend: str | Backend = "numpy", batch_size: int = DEFAULT_BATCH_SIZE,
+          backend: str | Backend = "numpy", batch_size: int | None = None,
           progress: ProgressFn | None = None) -> np.ndarray:
     """1x reconstruction (``reconstruct.image`` / ``image_tta``): (C, H, W) -> (C, H, W).
 
@@ -58,7 +58,7 @@ def image(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tt
 
 
 def scale(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
-          backend: str | Backend = "numpy", batch_size: int = DEFAULT_BATCH_SIZE,
+          backend: str | Backend = "numpy", batch_size: int | None = None,
           progress: ProgressFn | None = None) -> np.ndarray:
     """2x reconstruction (``reconstruct.scale`` / ``scale_tta``): (C, H, W) -> (C, 2H, 2W)."""
     f = _scale_y if model.config.channels == 1 else _scale_rgb
@@ -118,7 +118,7 @@ def _scale_y(model, x, tile_size, be, batch_size, progress):
     return np.clip(color.yuv2rgb(yuv), 0.0, 1.0)
 
 
-def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size: int = 1,
+def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size: int | None = None,
             progress: ProgressFn | None = None, prescale: int = 1) -> np.ndarray:
     """Pad, run every tile, paste, crop (``reconstruct_nn``, reconstruct.lua:5-66).
 
@@ -128,8 +128,9 @@ def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size
     upscaled nor the padded image is built: each tile gathers its pixels through clamped,
     divided indices, which is the same thing.  Returns float32 (C, H*p*s, W*p*s).
 
-    Tiles are gathered ``batch_size`` at a time into one (C, N, t, t) batch, so one GEMM per
-    layer covers N tiles; only that batch lives on the device, never the whole image.
+    Tiles stream through ``gpu_stream.stream_tiles`` ``batch_size`` at a time (None: as many
+    as fit the GPU, one on a CPU), so one GEMM per layer covers a batch and only that batch
+    lives on the device, never the whole image.
     """
     c, h0, w0 = x.shape
     if c != model.config.channels:
@@ -138,21 +139,28 @@ def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size
     grid = tiling.plan(h, w, model.config, tile_size)
     s, t, ot = grid.scale, grid.tile, grid.out_tile
     out = np.empty((c, h * s, w * s), dtype=np.float32)
-    net = model.on(be)
     corners = list(grid.tiles())
-    batch = np.empty((c, min(batch_size, len(corners)), t, t), dtype=np.float32)  # (C, N, t, t)
     span = np.arange(t) - grid.pad_lo
-    for start in range(0, len(corners), batch.shape[1]):
-        chunk = corners[start:start + batch.shape[1]]
-        for k, (r, q) in enumerate(chunk):
+
+    def tiles():
+        for r, q in corners:
             rows = np.clip(r + span, 0, h - 1) // prescale       # padded row -> source row
             cols = np.clip(q + span, 0, w - 1) // prescale
-            batch[:, k] = x[:, rows[:, None], cols[None, :]]     # (C, t, t)
-        y = be.to_host(net.run(be.to_device(batch[:, :len(chunk)]), be))  # (C, n, ot, ot)
-        for k, (r, q) in enumerate(chunk):
-            # paste at (r*s, q*s), clipped to the cropped canvas (reconstruct.lua:51-63, :201)
-            oh, ow = min(ot, h * s - r * s), min(ot, w * s - q * s)
-            out[:, r * s:r * s + oh, q * s:q * s + ow] = y[:, k, :oh, :ow]
+            yield x[:, rows[:, None], cols[None, :]]             # (C, t, t)
+
+    def paste(i, y):                                             # y (C, ot, ot)
+        r, q = corners[i]
+        # at (r*s, q*s), clipped to the cropped canvas (reconstruct.lua:51-63, :201)
+        oh, ow = min(ot, h * s - r * s), min(ot, w * s - q * s)
+        out[:, r * s:r * s + oh, q * s:q * s + ow] = y[:, :oh, :ow]
         if progress is not None:
-            progress(start + len(chunk), len(corners))
+            progress(i + 1, len(corners))
+
+    stream_tiles(model, be, tiles(), paste, batch_size or _auto_batch(model, be, t))
     return out  # already in [0, 1]: every model ends with InplaceClip01
+
+
+def _auto_batch(model: Model, be: Backend, tile: int) -> int:
+    """Tiles per forward: what fits the GPU's free memory; one on a CPU, where a bigger batch
+    only grows the im2col buffers (the GEMM is already large at one 256 px tile)."""
+    return plan_batch(model.config, tile) if be.name.startswith("cupy") else 1
