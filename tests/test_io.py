@@ -484,3 +484,10 @@ def test_animation_round_trip_keeps_frames_durations_loop(tmp_path, src_ext, opt
 def test_still_image_reads_as_one_frame():
     anim = read_frames(IMAGES / "miku_small.png")
     assert len(anim.frames) == 1 and anim.frames[0].rgb.shape == (3, 159, 228)
+
+
+def test_one_frame_gif_round_trip(tmp_path):
+    anim = read_frames(IMAGES / "miku_small.png")
+    write_frames(tmp_path / "one.gif", anim)
+    back = read_frames(tmp_path / "one.gif")
+    assert len(back.frames) == 1 and back.frames[0].rgb.shape == (3, 159, 228)

@@ -156,3 +156,10 @@ def test_find_model_resolves_every_mode_in_shared_weights(monkeypatch, style, mo
         path = find_model(model_filename(mode, level), style=style)
         assert path.parent == WEIGHTS / model_subdir(style, mode)
         assert path.name.startswith(model_filename(mode, level) + ".json")
+
+
+def test_upconv_7_folders_take_noise_only_from_vgg_7():
+    """upconv_7/{art,photo}/noise{N}_model are symlinks to vgg_7/<style>/ in the original."""
+    assert model_subdir("upconv_7/art", "noise") == "vgg_7/art"
+    assert model_subdir("upconv_7/art", "noise_scale") == "upconv_7/art"
+    assert model_subdir("cunet/art", "noise") == "cunet/art"

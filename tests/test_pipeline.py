@@ -196,3 +196,11 @@ def test_y_model_scale_luma_from_net_chroma_from_lanczos():
     assert unclipped.mean() > 0.9
     assert np.abs(yuv[0] - y_net)[unclipped].max() < 1e-4
     assert np.abs(yuv[1:] - uv)[:, unclipped].max() < 1e-4
+
+
+def test_local_net_tiles_shrink_to_small_images_cunet_tiles_do_not():
+    vgg = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz")).config
+    g = plan(24, 30, vgg, 256)
+    assert (g.tile, g.n_h, g.n_w) == (44, 1, 1)
+    up = load_model(model_path("cunet/art/scale2.0x_model.json.gz")).config
+    assert plan(24, 30, up, 256).tile == 256

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import anyscale, batch, reconstruct
-from .backend import BACKENDS
+from .backend import BACKENDS, PRECISIONS
 from .io import DEFAULT_MAX_PIXELS
 from .model_store import STYLES, ModelNotFoundError
 from .pipeline import MODES, Options
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="test-time augmentation: average of 1, 2, 4 or 8 flips (default 1 = off)")
     conv.add_argument("--backend", choices=("auto",) + BACKENDS,
                       default=os.environ.get("W2X_BACKEND", "auto"), help="default: auto (or $W2X_BACKEND)")
+    conv.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                      help="GEMM precision on the GPU: fp32 (default, exact parity), tf32 or fp16")
 
     out = p.add_argument_group("output")
     out.add_argument("--depth", type=int, choices=(8, 16), default=8, help="bits per sample (16: PNG only)")
@@ -98,7 +100,8 @@ def _conversion(args) -> batch.Conversion:
     scale = args.scale if args.scale is not None else (1.0 if args.mode == "noise" else 2.0)
     opts = Options(mode=args.mode, noise_level=args.noise_level, style=args.style,
                    model_dir=args.model_dir, tile_size=args.tile_size, tta_level=args.tta_level,
-                   backend=args.backend, batch_size=args.batch_size)
+                   backend=args.backend, precision=args.precision,
+                   batch_size=args.batch_size)
     return batch.Conversion(opts, anyscale.Target(scale, args.width, args.height),
                             args.downscale_filter, args.depth, args.quality, args.background,
                             args.max_pixels or None)

@@ -190,6 +190,8 @@ def write_frames(path, animation: Animation, *, quality: int | None = None,
     if fmt == "GIF":
         disposal = _gif_safe_disposal(animation.frames, disposal)
         opts["disposal"] = [GIF_DISPOSAL[d] for d in disposal]
+        if n == 1:  # Pillow's single-frame GIF writer takes plain values, not per-frame lists
+            opts.update(duration=durations[0], disposal=opts["disposal"][0])
         if animation.loop is not None:
             opts["loop"] = animation.loop
     else:

@@ -21,10 +21,10 @@ import platformdirs
 # web.lua:54-55: the web server's two styles and the model folder each one loads.
 STYLES = {"art": "cunet/art", "photo": "upconv_7/photo"}
 
-# (style, mode) pairs served from another folder than STYLES[style]. The original's
-# upconv_7/photo/noise{N}_model files are symlinks to ../../vgg_7/photo/ (reference §1.8),
-# so the photo style's noise-only mode runs the vgg_7 models (web.lua:66-76).
-_MODE_SUBDIRS = {("photo", "noise"): "vgg_7/photo"}
+# The original's upconv_7/{art,photo}/noise{N}_model files are symlinks to
+# ../../vgg_7/<style>/ (reference §1.8): noise-only in those folders runs the vgg_7 models,
+# which is how the photo style's noise mode works (web.lua:66-76).
+_NOISE_LINKS = {"upconv_7/art": "vgg_7/art", "upconv_7/photo": "vgg_7/photo"}
 
 # waifu2x.lua:63-117: the file each mode loads. Only 2x models exist, so `scale%.1fx` is
 # always "scale2.0x"; {n} is the noise level.
@@ -64,7 +64,8 @@ def model_subdir(style, mode=None):
         A key of :data:`STYLES` (``"art"``, ``"photo"``) or an ``"<arch>/<style>"`` folder
         such as ``"vgg_7/ukbench"``, which is returned unchanged.
     mode : {"noise", "scale", "noise_scale"} or None
-        Only ``"noise"`` changes the answer: photo noise-only runs ``vgg_7/photo``.
+        Only ``"noise"`` changes the answer: noise-only in ``upconv_7/<style>`` (so also the
+        photo style) runs ``vgg_7/<style>``.
 
     Returns
     -------
@@ -81,15 +82,14 @@ def model_subdir(style, mode=None):
     Reproduces the model folders of the original web server, web.lua:54-77, including the
     upconv_7/photo/noise*_model -> vgg_7/photo symlinks (reference §1.8).
     """
-    if style in STYLES:
-        return _MODE_SUBDIRS.get((style, mode), STYLES[style])
-    parts = style.split("/")
+    folder = STYLES.get(style, style)
+    parts = folder.split("/")
     if len(parts) != 2 or any(part in ("", ".", "..") for part in parts):
         raise ValueError(
             f"style must be one of {sorted(STYLES)} or an '<arch>/<style>' folder such as "
             f"'vgg_7/ukbench', got {style!r}"
         )
-    return style
+    return _NOISE_LINKS.get(folder, folder) if mode == "noise" else folder
 
 
 def model_filename(mode, noise_level=None):

@@ -61,6 +61,8 @@ def snap_tile_size(config: ModelConfig, tile_size: int) -> int:
 def plan(h: int, w: int, config: ModelConfig, tile_size: int = 256) -> TileGrid:
     """Lay the tiles for an ``h`` x ``w`` network input (``padding_params``, reconstruct.lua:86-111).
 
+    For vgg_7/upconv_7 the tile shrinks to the padded image when that is smaller.
+
     Raises
     ------
     TileSizeError
@@ -68,6 +70,10 @@ def plan(h: int, w: int, config: ModelConfig, tile_size: int = 256) -> TileGrid:
     """
     tile = snap_tile_size(config, int(tile_size))
     pad = config.input_offset
+    if config.valid_sizes is None:
+        # vgg_7/upconv_7 are local: any tile size gives the same output, so never pay for a
+        # tile larger than the padded image (cunet/upcunet keep the original's exact sizes)
+        tile = min(tile, max(h, w) + 2 * pad)
     step = tile - 2 * pad
     if step <= 0 or (tile * config.scale - 2 * config.offset) <= 0:
         raise TileSizeError(f"tile size {tile} is too small for {config.arch_name}: it needs more "
