@@ -34,7 +34,7 @@ def _quality(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="w2x", description="waifu2x: denoise and upscale images with the original models.",
-        epilog="Models: `w2x models list`, `w2x models download --style art|photo|all`. "
+        epilog="Models: `w2x models list`, `w2x models download --style art|photo|all`. PSNR: `w2x benchmark DIR`. "
                "Exit codes: 0 ok, 1 some file failed, 2 usage error.")
     io_ = p.add_argument_group("files")
     io_.add_argument("-i", "--input", nargs="+", action="extend", default=[], metavar="IN",
@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["models"]:
         from .download import models_main
         return models_main(argv[1:])
+    if argv[:1] == ["benchmark"]:
+        from .benchmark import main as benchmark_main
+        return benchmark_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)     # prints usage and exits 2 on a bad option
     except SystemExit as e:

@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""PSNR benchmark as the original's tools/benchmark.lua; see `w2x.benchmark` for the protocol.
+
+    python tools/benchmark.py ../shared/datasets/BSD100 --bicubic-only
+    python tools/benchmark.py ../shared/datasets/BSD100 --style vgg_7/photo --tta-level 8
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+
+from w2x.benchmark import main  # noqa: E402  (after the path fix above)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

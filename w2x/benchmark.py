@@ -1,0 +1,353 @@
+"""PSNR benchmark of the original's published table (evaluation stage, not inference).
+
+Reproduces nagadomi/waifu2x ``tools/benchmark.lua -method scale|noise -filter Catrom -color y
+-range_bug 1`` as described in ../shared/docs/benchmark-protocol.md:
+
+1. ground truth: every decodable file of a folder (sorted), cropped to its top-left
+   multiple-of-4 block, as uint8 / 255 in float32;
+2. input: ``scale`` -- a GraphicsMagick Catrom 0.5x at 16 bits (`w2x.resize.gm_resize`);
+   ``noise`` -- the ground truth JPEG-compressed ``jpeg_times`` times;
+3. outputs: the model's float output clamped to [0, 1] (not rounded to 8 bits), and the
+   baseline (``scale``: GM Catrom 2x of the input = "bicubic"; ``noise``: the JPEG input);
+4. metric: MATLAB-range luma truncated to integers, MSE floored at 1, PSNR per image,
+   dataset score = mean of the per-image PSNRs.
+
+The ``noise`` input is encoded with Pillow's libjpeg at 4:4:4; the original used
+GraphicsMagick's JPEG writer with the libjpeg of its day, so noise figures are not
+guaranteed to be bit-comparable with the original's (the ``scale`` figures are). On Debian 12
+the decoded JPEGs matched ``gm convert -quality Q -sampling-factor 1x1`` (GM 1.3.40,
+libjpeg-turbo) sample for sample on the images tried.
+
+Line numbers below are nagadomi/waifu2x HEAD cc385f9.
+"""
+import argparse
+import csv
+import io
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from . import reconstruct
+from .backend import BackendUnavailableError
+from .model_store import find_model, model_filename
+from .models import load_model
+from .resize import FILTERS, gm_resize
+
+# benchmark.lua:91-99 rgb2y_matlab: MATLAB rgb2ycbcr luma, video range 16-235 (`-range_bug 1`).
+Y_WEIGHTS = (65.481, 128.553, 24.966)
+Y_OFFSET = 16.0
+PEAK = 255.0      # benchmark.lua:135-141: PSNR = 10 log10(255^2 / max(MSE, 1))
+MSE_FLOOR = 1.0   # caps a per-image PSNR at 48.13 dB
+CROP_MULTIPLE = 4  # lib/iproc.lua:8-12 crop_mod4
+SCALE = 2          # benchmark.lua:169-174 transform_scale: 0.5x, then the 2x models
+DOWNSCALE_FILTER = "catrom"  # benchmark.lua:22 `-filter Catrom` (the published photo table)
+BASELINE_FILTER = "catrom"   # benchmark.lua:34 `-baseline_filter Catrom`: the "bicubic" column
+TTA_LEVELS = (1, 2, 4, 8)   # 1 = no TTA (benchmark.lua `-tta 0`)
+METHODS = {"scale": "bicubic", "noise": "JPEG"}  # method -> what its baseline column is
+# lib/image_loader.lua:10,99-102 paints fully transparent pixels 0.5, and iproc.float2byte
+# (iproc.lua:41-50) turns that into trunc((0.5 + clip_eps8) * 255) in float32 = 127.
+TRANSPARENT_GREY = 127
+
+
+@dataclass(frozen=True)
+class JpegSettings:
+    """benchmark.lua:26-28 `-jpeg_quality 75 -jpeg_times 1 -jpeg_quality_down 5`."""
+    quality: int = 75
+    times: int = 1
+    quality_down: int = 5
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One image's figures; ``model_*`` are None when no model ran."""
+    name: str
+    baseline_mse: float
+    baseline_psnr: float
+    model_mse: float | None = None
+    model_psnr: float | None = None
+    model_seconds: float = 0.0
+
+
+def crop_mod4(x):
+    """Top-left block of (..., H, W) whose sides are multiples of 4 (lib/iproc.lua:8-12)."""
+    h, w = x.shape[-2:]
+    return x[..., :h - h % CROP_MULTIPLE, :w - w % CROP_MULTIPLE]
+
+
+def rgb2y_matlab(x):
+    """Integer MATLAB-range luma of a float RGB image, as benchmark.lua computes it.
+
+    Parameters
+    ----------
+    x : ndarray, shape (3, H, W)
+        RGB in [0, 1].
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W)
+        ``(uint8)(16 + 65.481 R + 128.553 G + 24.966 B)`` in float32 arithmetic, summed in
+        this order and **truncated** (a C cast), not rounded.
+
+    Notes
+    -----
+    tools/benchmark.lua:91-99 (``rgb2y_matlab``, ``y:byte()``), used for ``-range_bug 1``.
+    """
+    r, g, b = np.asarray(x, np.float32)
+    y = r * np.float32(Y_WEIGHTS[0])
+    y = y + g * np.float32(Y_WEIGHTS[1])
+    y = y + b * np.float32(Y_WEIGHTS[2])
+    y = y + np.float32(Y_OFFSET)
+    return y.astype(np.uint8)  # float -> uint8 cast truncates toward zero; y >= 16 here
+
+
+def y_mse(x1, x2):
+    """Mean squared difference of the integer lumas of two (3, H, W) images (benchmark.lua:111-115)."""
+    d = rgb2y_matlab(x1).astype(np.int64) - rgb2y_matlab(x2).astype(np.int64)
+    return float(np.mean(d * d))  # integer sum, exact
+
+
+def psnr(mse):
+    """``10 log10(255^2 / max(mse, 1))`` (benchmark.lua:135-141)."""
+    return 10 * math.log10(PEAK * PEAK / max(mse, MSE_FLOOR))
+
+
+def read_rgb8(path):
+    """Decode an image as uint8 (3, H, W) RGB the way the original's loader does.
+
+    Grey becomes R=G=B; alpha is dropped after painting fully transparent pixels
+    `TRANSPARENT_GREY` (lib/image_loader.lua:94-108). No ICC conversion and no EXIF
+    rotation, as in the 2016 GraphicsMagick loader (so not `w2x.io.read_image`, which does
+    both). Returns None when Pillow cannot decode the file (benchmark.lua:616-631 skips
+    those). Raises ValueError for 16-bit or float images, which this does not convert.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I") or im.mode == "F":
+                raise ValueError(f"{path}: {im.mode} (16-bit or float) images are not supported; "
+                                 f"the benchmark expects 8-bit RGB or grey files")
+            rgba = np.asarray(im.convert("RGBA"))                    # (H, W, 4)
+    except (UnidentifiedImageError, OSError):
+        return None
+    rgb = rgba[..., :3].copy()                                       # (H, W, 3)
+    rgb[rgba[..., 3] == 0] = TRANSPARENT_GREY
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))             # (3, H, W)
+
+
+def jpeg_degrade(img, jpeg=JpegSettings()):
+    """Ground truth JPEG-compressed ``times`` times at 4:4:4 (benchmark.lua:142-156 transform_jpeg).
+
+    Parameters
+    ----------
+    img : ndarray of uint8, shape (3, H, W)
+    jpeg : JpegSettings
+        Pass i (from 0) uses quality ``quality - i * quality_down``.
+
+    Returns
+    -------
+    ndarray of float32, shape (3, H, W)
+        The decoded result / 255.
+    """
+    for i in range(jpeg.times):
+        buf = io.BytesIO()
+        quality = jpeg.quality - i * jpeg.quality_down
+        # subsampling=0 is 4:4:4, GM's samplingFactors({1.0, 1.0, 1.0}) (no -yuv420).
+        Image.fromarray(img.transpose(1, 2, 0)).save(buf, format="JPEG", quality=quality,
+                                                     subsampling=0)
+        with Image.open(buf) as im:
+            img = np.asarray(im.convert("RGB")).transpose(2, 0, 1)   # (3, H, W)
+    return img.astype(np.float32) / np.float32(PEAK)
+
+
+def score_image(name, img, method="scale", model_fn=None, jpeg=JpegSettings(),
+                downscale_filter=DOWNSCALE_FILTER):
+    """Benchmark one ground-truth image.
+
+    Parameters
+    ----------
+    name : str
+    img : ndarray of uint8, shape (3, H, W)
+        The decoded file; `crop_mod4` is applied here.
+    method : {"scale", "noise"}
+    model_fn : callable or None
+        float32 (3, h, w) input -> float32 output of the ground truth's size, clamped to
+        [0, 1]; None scores the baseline only.
+    jpeg : JpegSettings
+        Used by ``"noise"`` only.
+    downscale_filter : str
+        GM filter making the ``"scale"`` input (`w2x.resize.FILTERS`; benchmark.lua ``-filter``).
+
+    Returns
+    -------
+    ImageScore
+
+    Notes
+    -----
+    tools/benchmark.lua:280-300 (scale) and :319-337 (noise), then :452-454 and :501-506
+    for the metric. The model time is wall time around ``model_fn`` (the original's
+    ``sys.clock()`` pair, :290-292).
+    """
+    img = crop_mod4(img)
+    truth = img.astype(np.float32) / np.float32(PEAK)               # iproc.byte2float
+    _, h, w = truth.shape
+    if method == "scale":
+        x = gm_resize(truth, h // SCALE, w // SCALE, downscale_filter)
+        baseline = gm_resize(x, h, w, BASELINE_FILTER)
+    elif method == "noise":
+        x = jpeg_degrade(img, jpeg)
+        baseline = x
+    else:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    mse = y_mse(truth, baseline)
+    if model_fn is None:
+        return ImageScore(name, mse, psnr(mse))
+    t0 = time.perf_counter()
+    y = model_fn(x)
+    seconds = time.perf_counter() - t0
+    if y.shape != truth.shape:
+        raise ValueError(f"{name}: model output has shape {y.shape}, expected {truth.shape}")
+    model_mse = y_mse(truth, y)
+    return ImageScore(name, mse, psnr(mse), model_mse, psnr(model_mse), seconds)
+
+
+def image_files(folder):
+    """Files directly in ``folder``, sorted by name (benchmark.lua:618 ``dir.getfiles``;
+    the order does not change the mean beyond float rounding)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {folder}; expected a folder of images")
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def run(folder, method="scale", model_fn=None, jpeg=JpegSettings(),
+        downscale_filter=DOWNSCALE_FILTER, progress=False):
+    """Score every decodable image of a folder; returns a list of `ImageScore`.
+
+    ``progress`` shows a tqdm bar on stderr. Raises FileNotFoundError for a missing folder
+    and ValueError when it holds no decodable image.
+    """
+    files = image_files(folder)
+    scores = []
+    for path in tqdm(files, desc=Path(folder).name, unit="img", file=sys.stderr,
+                     disable=not progress):
+        img = read_rgb8(path)
+        if img is not None:
+            scores.append(score_image(path.stem, img, method, model_fn, jpeg, downscale_filter))
+    if not scores:
+        raise ValueError(f"{folder}: no decodable image among {len(files)} files")
+    return scores
+
+
+def mean_psnr(scores, field="baseline_psnr"):
+    """Dataset score: mean of the per-image PSNRs, summed in order (benchmark.lua:505, :591)."""
+    return sum(getattr(s, field) for s in scores) / len(scores)
+
+
+def write_csv(path, scores):
+    """Per-image figures as CSV, written to a temp file then renamed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["image", "baseline_mse", "baseline_psnr", "model_mse", "model_psnr",
+                          "model_seconds"])
+            for s in scores:
+                out.writerow([s.name, s.baseline_mse, f"{s.baseline_psnr:.6f}",
+                              "" if s.model_mse is None else s.model_mse,
+                              "" if s.model_psnr is None else f"{s.model_psnr:.6f}",
+                              f"{s.model_seconds:.4f}"])
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def markdown_table(dataset, method, model_name, tta_level, scores, total_seconds):
+    """The summary row, with its header, as a markdown table (three decimals)."""
+    has_model = scores[0].model_psnr is not None
+    model_psnr = f"{mean_psnr(scores, 'model_psnr'):.3f}" if has_model else "-"
+    model_seconds = f"{sum(s.model_seconds for s in scores):.1f}" if has_model else "-"
+    header = ["dataset", "method", "model", "TTA", f"{METHODS[method]} PSNR", "model PSNR",
+              "images", "model seconds", "total seconds"]
+    row = [dataset, method, model_name, str(tta_level), f"{mean_psnr(scores):.3f}", model_psnr,
+           str(len(scores)), model_seconds, f"{total_seconds:.1f}"]
+    return "\n".join(["| " + " | ".join(header) + " |",
+                      "|" + "|".join("---" for _ in header) + "|",
+                      "| " + " | ".join(row) + " |"])
+
+
+def _model_fn(args):
+    """Load the model the options name; returns (callable, display name)."""
+    name = model_filename(args.method, args.noise_level)
+    if args.model_dir:
+        path = find_model(name, model_dir=args.model_dir)
+    else:
+        path = find_model(name, style=args.style)
+    model = load_model(path)
+    step = reconstruct.scale if args.method == "scale" else reconstruct.image
+
+    def fn(x):
+        return step(model, x, tile_size=args.tile_size, tta_level=args.tta_level,
+                    backend=args.backend)
+
+    return fn, f"{path.parent.parent.name}/{path.parent.name}"
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="w2x benchmark",
+        description="PSNR benchmark as the original's tools/benchmark.lua "
+                    "-filter Catrom -color y -range_bug 1 (prints a markdown table).")
+    p.add_argument("dataset_dir", help="folder of ground-truth images (e.g. ../shared/datasets/BSD100)")
+    p.add_argument("--model-dir", help="folder holding scale2.0x_model.json[.gz] / noise{N}_model.json[.gz]")
+    p.add_argument("--style", help="model set in the search path instead of --model-dir: "
+                                   "art, photo or an <arch>/<style> folder such as vgg_7/photo")
+    p.add_argument("--method", choices=sorted(METHODS), default="scale")
+    p.add_argument("--filter", choices=sorted(FILTERS), default=DOWNSCALE_FILTER,
+                   help="GraphicsMagick filter for the 0.5x input of --method scale")
+    p.add_argument("--noise-level", type=int, default=1, choices=(0, 1, 2, 3))
+    p.add_argument("--jpeg-quality", type=int, default=JpegSettings.quality)
+    p.add_argument("--jpeg-times", type=int, default=JpegSettings.times)
+    p.add_argument("--jpeg-quality-down", type=int, default=JpegSettings.quality_down)
+    p.add_argument("--tta-level", type=int, choices=TTA_LEVELS, default=1)
+    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cupy"))
+    p.add_argument("--bicubic-only", action="store_true", help="score the baseline only (no model)")
+    p.add_argument("--csv", help="write per-image figures to this CSV file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None):
+    """Command line entry; prints the summary table to stdout and returns an exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.bicubic_only and not (args.model_dir or args.style):
+        parser.error("give --model-dir or --style, or --bicubic-only to score the baseline alone")
+    if args.jpeg_times < 1 or not 0 < args.jpeg_quality - (args.jpeg_times - 1) * args.jpeg_quality_down <= 100:
+        parser.error("JPEG qualities must stay in 1..100 over --jpeg-times passes")
+    jpeg = JpegSettings(args.jpeg_quality, args.jpeg_times, args.jpeg_quality_down)
+    try:
+        model_fn, model_name = (None, "-") if args.bicubic_only else _model_fn(args)
+        t0 = time.perf_counter()
+        scores = run(args.dataset_dir, args.method, model_fn, jpeg, args.filter,
+                     progress=not args.quiet)
+        total = time.perf_counter() - t0
+        if args.csv:
+            write_csv(args.csv, scores)
+    except (OSError, ValueError, BackendUnavailableError) as e:
+        print(f"benchmark: error: {e}", file=sys.stderr)
+        return 2
+    dataset = Path(args.dataset_dir).resolve().name
+    tta = args.tta_level if model_fn else "-"
+    print(markdown_table(dataset, args.method, model_name, tta, scores, total))
+    return 0
