@@ -136,7 +136,7 @@ def test_output_format_follows_the_extension(tmp_path, capsys, lena):
 
 def test_alpha_into_jpeg_needs_background(tmp_path, capsys, neko):
     rc, _, err = run(capsys, "-i", neko, "-o", tmp_path / "x.jpg", *NOISE)
-    assert rc == 1 and "--background" in err and len(err.splitlines()) == 1
+    assert rc == 2 and "--background" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.jpg").exists()
     ref = tmp_path / "ref.png"
     assert run(capsys, "-i", neko, "-o", ref, *NOISE)[0] == 0
@@ -310,7 +310,7 @@ def test_animation_into_a_still_format_fails_clearly(tmp_path, capsys):
     src = tmp_path / "in.gif"
     frames[0].save(src, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0)
     rc, _, err = run(capsys, "-i", src, "-o", tmp_path / "x.jpg", *NOISE)
-    assert rc == 1 and "3 frames" in err and not (tmp_path / "x.jpg").exists()
+    assert rc == 2 and "3 frames" in err and not (tmp_path / "x.jpg").exists()
 
 
 # --- 6. progress -------------------------------------------------------------------------------
@@ -406,11 +406,11 @@ def _bad(kind: str, folder) -> tuple:
 @pytest.mark.parametrize("kind, words", [
     ("empty", "empty"), ("truncated", "truncated"), ("text", "not an image"),
     ("float_tiff", "unsupported"), ("too_big", "--max-pixels")])
-def test_bad_input_is_one_line_exit_1_and_no_file(tmp_path, capsys, kind, words):
+def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, capsys, kind, words):
     src, extra = _bad(kind, tmp_path)
     (tmp_path / "out").mkdir()
     rc, out, err = run(capsys, "-i", src, "-o", tmp_path / "out" / "x.png", *NOISE, *extra)
-    assert rc == 1 and out == ""
+    assert rc == 2 and out == ""  # a single input that fails is an error of the run
     assert len(err.splitlines()) == 1 and err.startswith("w2x: error:") and src.name in err
     assert words in err
     assert no_stray_files(tmp_path / "out")
@@ -434,7 +434,7 @@ def test_existing_output_replaced_atomically_or_refused(tmp_path, capsys, lena):
     out.parent.mkdir()
     out.write_bytes(b"old")
     rc, _, err = run(capsys, "-i", lena, "-o", out, *NOISE, "--no-overwrite")
-    assert rc == 1 and "--no-overwrite" in err and out.read_bytes() == b"old"
+    assert rc == 2 and "--no-overwrite" in err and out.read_bytes() == b"old"
     assert run(capsys, "-i", lena, "-o", out, *NOISE, "--resume")[0] == 0
     assert out.read_bytes() == b"old"
     assert run(capsys, "-i", lena, "-o", out, *NOISE)[0] == 0        # the original: replace

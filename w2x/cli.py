@@ -151,4 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError) as e:
         print(f"w2x: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    if not summary.failed:
+        return EXIT_OK
+    # one input that failed is an error of the run (as the original's); in a batch, the
+    # others went on, so the run "partly failed"
+    return EXIT_USAGE if len(jobs) == 1 else EXIT_FAILED
