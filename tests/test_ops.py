@@ -15,6 +15,8 @@ FLOAT32_ATOL = 1e-4
 CONV_CASES = [  # (N, C, H, W, OC, k, stride)
     (1, 3, 9, 11, 5, 3, 1), (2, 4, 8, 8, 3, 2, 2), (3, 6, 5, 7, 4, 1, 1),
     (1, 2, 13, 6, 2, 4, 1), (2, 1, 7, 9, 3, 3, 2),
+    (2, 12, 9, 8, 3, 3, 1),  # C >= 4*OC: kn2row on the CPU backends
+    (1, 5, 6, 10, 4, 3, 1),  # 3x3 stride 1: Winograd on numba, odd and even output sizes
 ]
 DECONV_CASES = [  # (N, C, H, W, OC, k, stride, pad)
     (1, 4, 6, 5, 3, 4, 2, 3), (2, 3, 4, 4, 2, 2, 2, 0), (1, 2, 5, 7, 3, 3, 1, 1),

@@ -24,13 +24,14 @@ def out_size(size: int, k: int, stride: int) -> int:
     return (size - k) // stride + 1
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, out: np.ndarray | None = None) -> np.ndarray:
     """Unfold every ``kh x kw`` window of an unpadded convolution into a column.
 
     Parameters
     ----------
     x : float32 array (C, N, H, W)
     kh, kw, stride : kernel size and stride (waifu2x convolutions have no padding)
+    out : optional flat float32 array of C*kh*kw*N*OH*OW elements to write the columns into
 
     Returns
     -------
@@ -40,7 +41,8 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     """
     C, N, H, W = x.shape
     oh, ow = out_size(H, kh, stride), out_size(W, kw, stride)
-    cols = np.empty((C, kh, kw, N, oh, ow), dtype=x.dtype)
+    shape6 = (C, kh, kw, N, oh, ow)
+    cols = np.empty(shape6, dtype=x.dtype) if out is None else out.reshape(shape6)
     for i in range(kh):
         for j in range(kw):
             # (C, N, OH, OW) strided view of the window offset (i, j)
@@ -117,6 +119,64 @@ def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
     """
     h, w = a.shape[2], a.shape[3]
     return a + b[:, :, crop:crop + h, crop:crop + w]
+
+
+# Winograd F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+# CVPR 2016, eq. 7-9 with m = 2, r = 3): 16 products per 2x2 output tile instead of 36.
+WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])  # filter transform (4, 3)
+
+
+def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
+    """A 3x3 conv weight (OC, C*3*3) as the 16 Winograd matrices ``U = G g G^T``: (16, OC, C).
+
+    Computed in float64 and rounded once, so U carries no more error than the weight itself.
+    """
+    oc = w2d.shape[0]
+    g = w2d.reshape(oc, in_channels, 3, 3).astype(np.float64)          # (OC, C, 3, 3)
+    u = np.einsum("ai,ocij,bj->aboc", WINOGRAD_G, g, WINOGRAD_G)       # (4, 4, OC, C)
+    return np.ascontiguousarray(u.reshape(16, oc, in_channels), dtype=np.float32)
+
+
+def _winograd_bt(d: list) -> list:
+    """``B^T d`` over a list of 4 arrays, B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]]."""
+    return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
+
+
+def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
+    """3x3 stride-1 valid convolution + bias + LeakyReLU(slope) by Winograd F(2x2, 3x3): the
+    same result as im2col + GEMM + ``bias_leaky_relu`` up to float32 rounding (~1e-6).
+
+    Parameters
+    ----------
+    x : float32 (C, N, H, W)
+    u : float32 (16, OC, C), ``winograd_weight`` of the layer's weight
+    bias : float32 (OC,); slope : float or None (no activation)
+
+    Returns
+    -------
+    y : float32 (OC, N, H - 2, W - 2)
+
+    Notes
+    -----
+    Each 2x2 output tile comes from a 4x4 input tile d (stride 2): ``V = B^T d B``,
+    ``M = U * V`` summed over C (16 GEMMs (OC, C) @ (C, tiles)), ``y = A^T M A`` with
+    ``A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]``.  This is the reference of the numba twin; the
+    NumPy backend keeps im2col + GEMM, which NumPy runs faster than these strided copies.
+    """
+    c, n, h, w = x.shape
+    oh, ow = h - 2, w - 2
+    ty, tx = (oh + 1) // 2, (ow + 1) // 2                      # 2x2 output tiles per column, row
+    # zero row/column when OH or OW is odd, so every 4x4 input tile exists
+    x = np.pad(x, ((0, 0), (0, 0), (0, 2 * ty + 2 - h), (0, 2 * tx + 2 - w)))
+    rows = _winograd_bt([x[:, :, i:i + 2 * ty:2] for i in range(4)])            # 4 x (C, N, TY, W')
+    v = np.stack([e for r in rows for e in _winograd_bt([r[..., j:j + 2 * tx:2] for j in range(4)])])
+    m = np.matmul(u, v.reshape(16, c, n * ty * tx))                              # (16, OC, P)
+    m = m.reshape(4, 4, -1, n, ty, tx)                                           # (4, 4, OC, N, TY, TX)
+    s = [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]                                 # A^T M: 2 x (4, OC, ...)
+    y = np.stack([np.stack([a[0] + a[1] + a[2], a[1] - a[2] - a[3]], axis=-1) for a in s],
+                 axis=3)                                                         # (OC, N, TY, 2, TX, 2)
+    y = np.ascontiguousarray(y.reshape(-1, n, 2 * ty, 2 * tx)[:, :, :oh, :ow])  # (OC, N, OH, OW)
+    return bias_leaky_relu(y, bias, slope)
 
 
 def pad_replicate(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:

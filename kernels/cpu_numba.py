@@ -1,0 +1,444 @@
+"""Network stage, CPU: Numba twins of the ``w2x/ops.py`` primitives (the "numba" backend row).
+
+Every public function here has the signature and the result of its ``ops.py`` twin, which
+the tests pit it against (tests/test_kernels.py).  How the two cores are used:
+
+* the copy and elementwise kernels (im2col, col2im, bias + LeakyReLU, the SE squeeze and
+  excite, crop-add) are serial ``@njit`` loops.  ``parallel=True`` did not pay for them on
+  this 2-core machine: they are memory-bound and take 0.1-3 ms, and a parallel region's
+  fork/join (plus the OpenMP layer's spin-waiting when another process holds a core, as on
+  this shared machine) cost more: bias + LeakyReLU on (64, 250*250) took 0.34 ms serial,
+  1.0 ms with ``prange``; the SE mean 1.2 ms against 5.5 ms;
+* the two primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``) cut their work into
+  column blocks, worked off by ``numba.get_num_threads()`` threads (the caller and a pool);
+  each thread runs serial ``nogil`` kernels and a *single-threaded* BLAS GEMM on its block,
+  taking blocks until none is left.  Why not
+  let OpenBLAS thread its GEMMs: its worker threads busy-wait for ~0.1 s after every call, so
+  whatever runs next shares the cores with a spinning thread (measured: a 2-thread Numba
+  kernel right after a GEMM took 1.7x as long as after a pause).  Blocks also keep a GEMM's
+  operands in cache and reuse per-thread buffers, so no layer page-faults a fresh
+  multi-megabyte temporary in.  Where NumPy's BLAS is not the OpenBLAS its wheel bundles
+  (its thread count cannot be set from here), the blocks run one after another on the
+  calling thread and the BLAS threads itself.
+
+``winograd_conv3x3`` runs the 3x3 stride-1 convolutions (``layers.Conv2d`` calls it where the
+backend has it): Winograd's minimal filtering
+F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016)
+does a layer's multiplications as 16 GEMMs (OC, C) @ (C, tiles), 2.25x fewer flops than
+im2col + GEMM, at ~1e-6 from it.  Its reference twin is ``ops.winograd_conv3x3``.
+
+Compile cost (Numba 0.68, this 2-core machine): the first call of each kernel compiles it,
+about 10 s for the whole set (a new argument layout, e.g. a non-contiguous view, compiles
+one more variant).  ``cache=True`` stores the machine code in ``__pycache__`` beside this
+file (or under ``$NUMBA_CACHE_DIR``), and later processes load all of it in under 1 s.
+(``cache=True`` also works together with ``parallel=True`` in this Numba version: checked,
+though no kernel here ends up parallel.)
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import njit
+
+from ..backend import Backend
+from ..ops import out_size
+
+# Per-thread scratch of one Winograd block: 16 * (C + OC) * tiles float32 values.  4 MiB
+# (two blocks in flight fit the 32 MiB L3 of this machine with room to spare; 256 tiles per
+# GEMM for a 128->128 layer) was the best of 1-32 MiB on a vgg_7 256-px tile: 176 ms
+# against 185 ms at 1 MiB and 216 ms at 16 MiB.  The single-threaded GEMM runs at 75-85
+# GFLOPS from 128 to 2048 tiles, so the block size is about cache, not GEMM shape.
+WINOGRAD_BLOCK_BYTES = 4 << 20
+# A matmul is split across workers only above this many output columns; below it, thread
+# hand-off costs more than it saves (SE 1x1 convs have N columns).
+MATMUL_SPLIT_MIN_COLUMNS = 4096
+# Column blocks per worker in a split matmul: > 1 lets a worker that another process slowed
+# down hand work to the other (dynamic scheduling).
+MATMUL_BLOCKS_PER_WORKER = 2
+_IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
+
+
+# --- copy and elementwise kernels (serial Numba loops) -----------------------------------
+@njit(nogil=True, cache=True)
+def _im2col_kernel(x, kh, kw, stride, oh, ow, cols):
+    c_n, n_n = x.shape[0], x.shape[1]
+    for c in range(c_n):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for n in range(n_n):
+                    for oy in range(oh):
+                        base = (n * oh + oy) * ow
+                        for ox in range(ow):
+                            cols[row, base + ox] = x[c, n, oy * stride + i, ox * stride + j]
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
+    """Twin of ``ops.im2col``: (C, N, H, W) -> cols (C*kh*kw, N*OH*OW), same row/column order."""
+    c, n, h, w = x.shape
+    oh, ow = out_size(h, kh, stride), out_size(w, kw, stride)
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=np.float32)
+    _im2col_kernel(x, kh, kw, stride, oh, ow, cols)
+    return cols
+
+
+@njit(nogil=True, cache=True)
+def _col2im_kernel(cols, h, w, kh, kw, stride, pad, y):
+    oc, n_n, oh, ow = y.shape
+    for ono in range(oc * n_n * oh):
+        o, n, oy = ono // (n_n * oh), (ono // oh) % n_n, ono % oh
+        # gather output row oy: input row yy contributes through kernel row i when
+        # yy*stride + i - pad == oy; adding in (i, j) order matches ops.col2im's sums
+        for i in range(kh):
+            t = oy + pad - i
+            if t < 0 or t % stride != 0 or t // stride >= h:
+                continue
+            yy = t // stride
+            for j in range(kw):
+                row = (o * kh + i) * kw + j
+                base = (n * h + yy) * w
+                # input columns xx with 0 <= xx*stride + j - pad < ow
+                x0 = max(0, (pad - j + stride - 1) // stride)
+                x1 = min(w, (ow - 1 + pad - j) // stride + 1)
+                for xx in range(x0, x1):
+                    y[o, n, oy, xx * stride + j - pad] += cols[row, base + xx]
+
+
+def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
+           stride: int, pad: int) -> np.ndarray:
+    """Twin of ``ops.col2im``: scatter-add (OC*kh*kw, N*H*W) columns into (OC, N, OH, OW)."""
+    oc, n, h, w = shape
+    oh, ow = (h - 1) * stride - 2 * pad + kh, (w - 1) * stride - 2 * pad + kw
+    y = np.zeros((oc, n, oh, ow), dtype=np.float32)
+    _col2im_kernel(cols, h, w, kh, kw, stride, pad, y)
+    return y
+
+
+@njit(nogil=True, cache=True)
+def _bias_leaky_relu_kernel(y2, bias, slope):
+    oc, m = y2.shape
+    for o in range(oc):
+        bo = bias[o]
+        for k in range(m):
+            v = y2[o, k] + bo
+            y2[o, k] = max(v, v * slope)
+
+
+def bias_leaky_relu(y: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
+    """Twin of ``ops.bias_leaky_relu``: in place ``y += bias`` per channel, then LeakyReLU."""
+    y2 = y.reshape(y.shape[0], -1)  # (OC, M) view
+    s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
+    _bias_leaky_relu_kernel(y2, bias, s)
+    return y
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc"})
+def _channel_mean_kernel(x, z):
+    c_n, n_n, h, w = x.shape
+    for c in range(c_n):
+        for n in range(n_n):
+            # float64 sum, reassociated into SIMD lanes: for <= 512*512 float32 values
+            # any order is within ~1e-12 relative, far below float32's 6e-8
+            acc = 0.0
+            for yy in range(h):
+                for xx in range(w):
+                    acc += x[c, n, yy, xx]
+            z[c, n] = acc / (h * w)
+
+
+def channel_mean(x: np.ndarray) -> np.ndarray:
+    """Twin of ``ops.channel_mean`` (SE squeeze, lib/srcnn.lua:232-244): (C, N, H, W) -> (C, N)."""
+    z = np.empty(x.shape[:2], dtype=np.float32)
+    _channel_mean_kernel(x, z)
+    return z
+
+
+@njit(nogil=True, cache=True)
+def _se_scale_kernel(x, z):
+    c_n, n_n, h, w = x.shape
+    for c in range(c_n):
+        for n in range(n_n):
+            zc = z[c, n]
+            for yy in range(h):
+                for xx in range(w):
+                    x[c, n, yy, xx] *= zc
+
+
+def se_scale(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Twin of ``ops.se_scale`` (SE excite): in place ``x[c, n] *= z[c, n]``."""
+    _se_scale_kernel(x, z)
+    return x
+
+
+@njit(nogil=True, cache=True)
+def _crop_add_kernel(a, b, crop, y):
+    c_n, n_n, h, w = a.shape
+    for c in range(c_n):
+        for n in range(n_n):
+            for r in range(h):
+                for q in range(w):
+                    y[c, n, r, q] = a[c, n, r, q] + b[c, n, r + crop, q + crop]
+
+
+def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
+    """Twin of ``ops.crop_add``: ``a + b`` cropped by ``crop`` on every side, a new array."""
+    y = np.empty(a.shape, dtype=np.float32)
+    _crop_add_kernel(a, b, crop, y)
+    return y
+
+
+# --- GEMM primitives: column blocks on worker threads, single-threaded BLAS --------------
+def _openblas_thread_control():
+    """(get, set) of the thread count of the OpenBLAS inside NumPy's wheel, or None.
+
+    The same lookup threadpoolctl does, for the one library we need: NumPy wheels ship
+    ``scipy_openblas`` in ``numpy.libs`` (Linux, Windows) or ``numpy/.dylibs`` (macOS);
+    loading the file again returns the handle NumPy already uses.
+    """
+    root = Path(np.__file__).resolve().parent
+    for folder in (root.parent / "numpy.libs", root / ".dylibs"):
+        for lib in sorted(folder.glob("*openblas*")) if folder.is_dir() else ():
+            try:
+                dll = ctypes.CDLL(str(lib))
+            except OSError:
+                continue
+            for prefix in ("scipy_openblas", "openblas"):
+                for suffix in ("64_", ""):
+                    get = getattr(dll, f"{prefix}_get_num_threads{suffix}", None)
+                    put = getattr(dll, f"{prefix}_set_num_threads{suffix}", None)
+                    if get is not None and put is not None:
+                        get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                        return get, put
+    return None
+
+
+_BLAS_THREADS = _openblas_thread_control()
+_local = threading.local()
+_pool_lock = threading.Lock()
+_helpers: ThreadPoolExecutor | None = None   # the worker threads besides the caller
+
+
+def _scratch(name: str, size: int) -> np.ndarray:
+    """A flat float32 buffer of ``size`` owned by the calling thread, grown as needed and
+    kept: a layer's blocks reuse the previous layer's memory instead of fresh pages."""
+    buf = getattr(_local, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=np.float32)
+        setattr(_local, name, buf)
+    return buf[:size]
+
+
+def _workers() -> int:
+    """Threads for a GEMM primitive (the caller included): Numba's thread count, or 1 where
+    the BLAS threads cannot be set."""
+    return numba.get_num_threads() if _BLAS_THREADS is not None else 1
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0      # GEMM primitives running now, from any user thread
+_blas_saved = 0      # the thread count to restore when the last one ends
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """BLAS at one thread while any GEMM primitive runs: the first one in saves the count,
+    the last one out restores it (calls may overlap from several user threads)."""
+    global _blas_users, _blas_saved
+    get, put = _BLAS_THREADS
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_saved = get()
+            put(1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                put(_blas_saved)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _helpers
+    with _pool_lock:
+        if _helpers is None:
+            _helpers = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                                          thread_name_prefix="w2x-numba")
+    return _helpers
+
+
+def _run_blocks(blocks: list, work) -> None:
+    """Call ``work(block)`` for every block, on the calling thread and ``_workers() - 1``
+    pool threads, each taking the next block until none is left (dynamic scheduling, so a
+    thread that another process slows down just takes fewer blocks), BLAS single-threaded.
+    Without control over the BLAS threads, the blocks run one after another here."""
+    if _BLAS_THREADS is None:
+        for b in blocks:
+            work(b)
+        return
+    todo, lock = iter(blocks), threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                b = next(todo, None)
+            if b is None:
+                return
+            work(b)
+
+    with _single_threaded_blas():
+        helpers = [_pool().submit(worker) for _ in range(min(len(blocks), _workers()) - 1)]
+        try:
+            worker()
+        finally:
+            wait(helpers)       # they write into the caller's arrays: never return before them
+        for f in helpers:
+            f.result()          # re-raise a helper's exception
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32, twin of ``np.matmul``; a 2-D product with many columns is split
+    into column blocks computed on the workers."""
+    if a.ndim != 2 or b.ndim != 2 or b.shape[1] < MATMUL_SPLIT_MIN_COLUMNS:
+        return np.matmul(a, b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+    m = b.shape[1]
+    step = math.ceil(m / (_workers() * MATMUL_BLOCKS_PER_WORKER))
+    # out[:, lo:hi] is a strided view that BLAS writes directly (row stride >= its width)
+    _run_blocks([(lo, min(m, lo + step)) for lo in range(0, m, step)],
+                lambda blk: np.matmul(a, b[:, blk[0]:blk[1]], out=out[:, blk[0]:blk[1]]))
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _winograd_input(x, r0, r1, ty_n, tx_n, v):
+    """v[(a*4 + b), c, (r - r0)*TX + tx] = (B^T d B)[a, b] for the 4x4 input tile d at tile
+    row r (= n*TY + ty) and column tx, rows r0 <= r < r1; pixels past the input read 0.
+
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] (Lavin & Gray eq. 9).
+    Tile tx covers columns 2tx..2tx+3: with B^T d split into its even and odd columns, the
+    column transform is a unit-stride loop over tx, which LLVM vectorises.
+    """
+    c_n, _, h, w = x.shape
+    rows = np.zeros((4, 2 * tx_n + 2), dtype=np.float32)  # the 4 input rows of a tile row
+    ev = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t
+    od = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t + 1
+    wv = min(w, 2 * tx_n + 2)                              # the rest of `rows` stays 0
+    for c in range(c_n):
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 2 * (r % ty_n)
+            for i in range(4):
+                if y0 + i < h:
+                    rows[i, :wv] = x[c, n, y0 + i, :wv]
+                else:
+                    rows[i, :] = 0.0
+            for t in range(tx_n + 1):
+                d0, d1, d2, d3 = rows[0, 2 * t], rows[1, 2 * t], rows[2, 2 * t], rows[3, 2 * t]
+                ev[0, t], ev[1, t], ev[2, t], ev[3, t] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                d0, d1, d2, d3 = rows[0, 2 * t + 1], rows[1, 2 * t + 1], rows[2, 2 * t + 1], rows[3, 2 * t + 1]
+                od[0, t], od[1, t], od[2, t], od[3, t] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+            p0 = (r - r0) * tx_n
+            for a in range(4):
+                e, o = ev[a], od[a]
+                v0, v1 = v[4 * a, c, p0:p0 + tx_n], v[4 * a + 1, c, p0:p0 + tx_n]
+                v2, v3 = v[4 * a + 2, c, p0:p0 + tx_n], v[4 * a + 3, c, p0:p0 + tx_n]
+                for t in range(tx_n):
+                    v0[t] = e[t] - e[t + 1]
+                    v1[t] = o[t] + e[t + 1]
+                    v2[t] = e[t + 1] - o[t]
+                    v3[t] = o[t] - o[t + 1]
+
+
+@njit(nogil=True, cache=True)
+def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
+    """y[o, n, 2ty:2ty+2, 2tx:2tx+2] = LeakyReLU(A^T M A + bias) for the tiles of rows
+    r0 <= r < r1, M[a, b] = m[a*4 + b, o, (r - r0)*TX + tx]; rows/columns past OH/OW dropped.
+
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] (Lavin & Gray eq. 9).  Each step is a loop over
+    the TX tiles of a row with unit stride, which LLVM vectorises.
+    """
+    oc, _, oh, ow = y.shape
+    s = np.empty((8, tx_n), dtype=np.float32)        # A^T M: s[4*i + b, tx] = (A^T M)[i, b]
+    q = np.empty((2, 2 * tx_n), dtype=np.float32)    # two output rows, columns interleaved
+    for o in range(oc):
+        bo = bias[o]
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 2 * (r % ty_n)
+            p0 = (r - r0) * tx_n
+            for b in range(4):
+                m0, m1 = m[b, o, p0:p0 + tx_n], m[4 + b, o, p0:p0 + tx_n]
+                m2, m3 = m[8 + b, o, p0:p0 + tx_n], m[12 + b, o, p0:p0 + tx_n]
+                s0, s1 = s[b], s[4 + b]
+                for t in range(tx_n):
+                    s0[t] = m0[t] + m1[t] + m2[t]
+                    s1[t] = m1[t] - m2[t] - m3[t]
+            for i in range(2):
+                a0, a1, a2, a3 = s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]
+                qi = q[i]
+                for t in range(tx_n):
+                    e0 = a0[t] + a1[t] + a2[t] + bo
+                    e1 = a1[t] - a2[t] - a3[t] + bo
+                    qi[2 * t], qi[2 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
+            for i in range(min(2, oh - y0)):
+                y[o, n, y0 + i, :] = q[i, :ow]
+
+
+def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
+    """Twin of ``ops.winograd_conv3x3``: 3x3 stride-1 valid convolution + bias + LeakyReLU.
+
+    Parameters
+    ----------
+    x : float32 (C, N, H, W)
+    u : float32 (16, OC, C), ``ops.winograd_weight`` of the layer's (OC, C*3*3) weight
+    bias : float32 (OC,)
+    slope : LeakyReLU slope, or None for no activation
+
+    Returns
+    -------
+    y : float32 (OC, N, H - 2, W - 2)
+
+    Notes
+    -----
+    The output is cut into 2x2 tiles, tile rows ``r = n*TY + ty``; each worker takes a block
+    of tile rows, transforms its input into (16, C, tiles), multiplies it by ``u`` (16 GEMMs
+    of (OC, C) @ (C, tiles)) and transforms back, all in its own cached buffers.
+    """
+    c, n, h, w = x.shape
+    oc = u.shape[1]
+    oh, ow = h - 2, w - 2
+    ty_n, tx_n = (oh + 1) // 2, (ow + 1) // 2          # 2x2 output tiles per column, row
+    rows = n * ty_n
+    per_block = max(1, min(math.ceil(rows / _workers()), WINOGRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4)))
+    y = np.empty((oc, n, oh, ow), dtype=np.float32)
+    s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
+
+    def work(r0):
+        r1 = min(rows, r0 + per_block)
+        p = (r1 - r0) * tx_n
+        v = _scratch("winograd_v", 16 * c * p).reshape(16, c, p)     # (16, C, tiles)
+        m = _scratch("winograd_m", 16 * oc * p).reshape(16, oc, p)   # (16, OC, tiles)
+        _winograd_input(x, r0, r1, ty_n, tx_n, v)
+        np.matmul(u, v, out=m)                                        # 16 x (OC, C) @ (C, tiles)
+        _winograd_output(m, bias, s, r0, r1, ty_n, tx_n, y)
+
+    _run_blocks(list(range(0, rows, per_block)), work)
+    return y
+
+
+def _identity(a):
+    return a
+
+
+def backend() -> Backend:
+    """The "numba" row of ``w2x.backend``'s table."""
+    return Backend("numba", np, im2col, col2im, bias_leaky_relu, channel_mean, se_scale,
+                   crop_add, matmul, _identity, _identity,
+                   winograd_conv3x3=winograd_conv3x3, kn2row=True)

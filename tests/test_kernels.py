@@ -1,0 +1,259 @@
+"""Every backend's primitives against their ``w2x/ops.py`` reference twins.
+
+One test body per primitive, parametrised over the backends that are not the reference
+itself: numba where installed, cupy (marked gpu) where a CUDA device exists.  Shapes are
+random and include the edges: 1x1 outputs, odd sizes with stride 2, one channel, several
+tiles, non-contiguous views.  Inputs go through ``be.to_device`` and results back through
+``be.to_host``, so the same bodies serve the GPU.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import available_backends
+from w2x import ops
+from w2x.backend import get_backend
+
+TWIN_BACKENDS = [p for p in available_backends() if p.id != "numpy"]
+
+# im2col, crop_add, se_scale and bias_leaky_relu are single IEEE operations per element
+# (copy, add, multiply, add then max): any correct kernel is bit-identical.
+EXACT = 0.0
+# col2im sums <= kh*kw/stride^2 (<= 4 here) O(1) terms, possibly in another order (GPU atomics).
+COL2IM_ATOL = 1e-5
+# channel_mean: float32 means of O(1) values summed in another order (NumPy sums pairwise).
+MEAN_RTOL = 1e-5
+# float32 GEMM / Winograd vs float64: K <= 576 products of O(1) terms, ~1e-6 rounding each
+# way; Winograd's transforms add a few more roundings of the same size (measured <= 4e-6).
+GEMM_ATOL = 1e-4
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+def _randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _on(be, *arrays):
+    """Copies on the backend's device (never the caller's arrays: some primitives work in place)."""
+    return [be.to_device(np.array(a, dtype=np.float32, order="C")) for a in arrays]
+
+
+IM2COL_CASES = [  # (C, N, H, W, k, stride)
+    (3, 1, 9, 11, 3, 1), (4, 2, 8, 8, 2, 2), (2, 3, 7, 9, 2, 2), (1, 1, 3, 3, 3, 1),
+    (5, 2, 7, 6, 3, 2), (6, 1, 5, 5, 1, 1), (2, 2, 4, 13, 4, 1),
+]
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("case", IM2COL_CASES, ids=str)
+def test_im2col_matches_reference(backend, case):
+    c, n, h, w, k, s = case
+    be = get_backend(backend)
+    x = _randn(_rng(1), c, n, h, w)
+    got = be.to_host(be.im2col(*_on(be, x), k, k, s))
+    np.testing.assert_array_equal(got, ops.im2col(x, k, k, s))
+
+
+def test_numba_im2col_reads_non_contiguous_views():
+    pytest.importorskip("numba")
+    be = get_backend("numba")
+    x = _randn(_rng(2), 4, 2, 12, 12)[:, :, 1:10, 2:11]      # (C, N, 9, 9) strided view
+    np.testing.assert_array_equal(be.im2col(x, 3, 3, 2), ops.im2col(x, 3, 3, 2))
+
+
+COL2IM_CASES = [  # (OC, N, H, W, k, stride, pad)
+    (3, 1, 6, 5, 4, 2, 3),     # upconv_7's last layer (FullConv 4x4 s2 p3)
+    (4, 2, 4, 4, 2, 2, 0),     # the cunet branch up (FullConv 2x2 s2)
+    (2, 1, 5, 7, 3, 1, 1), (2, 2, 3, 6, 4, 2, 0), (4, 1, 7, 4, 3, 2, 1),
+    (1, 1, 1, 1, 4, 2, 1),     # a 1x1 input: one scattered 2x2 patch
+]
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("case", COL2IM_CASES, ids=str)
+def test_col2im_matches_reference(backend, case):
+    oc, n, h, w, k, s, pad = case
+    be = get_backend(backend)
+    cols = _randn(_rng(3), oc * k * k, n * h * w)
+    got = be.to_host(be.col2im(*_on(be, cols), (oc, n, h, w), k, k, s, pad))
+    np.testing.assert_allclose(got, ops.col2im(cols, (oc, n, h, w), k, k, s, pad), rtol=0, atol=COL2IM_ATOL)
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("slope", [0.1, 0.0, None])
+@pytest.mark.parametrize("shape", [(5, 2, 7, 9), (3, 1000), (7, 1, 1, 1)], ids=str)
+def test_bias_leaky_relu_matches_reference_in_place(backend, slope, shape):
+    be = get_backend(backend)
+    rng = _rng(4)
+    y, bias = _randn(rng, *shape), _randn(rng, shape[0])
+    yd, bd = _on(be, y, bias)
+    out = be.bias_leaky_relu(yd, bd, slope)
+    assert out is yd
+    np.testing.assert_array_equal(be.to_host(yd), ops.bias_leaky_relu(y.copy(), bias, slope))
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("shape", [(64, 2, 9, 11), (3, 1, 1, 1), (8, 3, 256, 200)], ids=str)
+def test_channel_mean_matches_reference(backend, shape):
+    be = get_backend(backend)
+    x = _rng(5).random(shape, dtype=np.float32)
+    got = be.to_host(be.channel_mean(*_on(be, x)))
+    assert got.shape == shape[:2] and got.dtype == np.float32
+    np.testing.assert_allclose(got, ops.channel_mean(x), rtol=MEAN_RTOL)
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+def test_se_scale_matches_reference_in_place(backend):
+    be = get_backend(backend)
+    rng = _rng(6)
+    x, z = _randn(rng, 6, 3, 5, 4), rng.random((6, 3), dtype=np.float32)
+    xd, zd = _on(be, x, z)
+    assert be.se_scale(xd, zd) is xd
+    np.testing.assert_array_equal(be.to_host(xd), ops.se_scale(x.copy(), z))
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("crop", [0, 4, 20])
+def test_crop_add_matches_reference_and_returns_a_new_array(backend, crop):
+    be = get_backend(backend)
+    rng = _rng(7)
+    a, b = _randn(rng, 4, 2, 6, 5), _randn(rng, 4, 2, 6 + 2 * crop, 5 + 2 * crop)
+    ad, bd = _on(be, a, b)
+    got = be.crop_add(ad, bd, crop)
+    assert got is not ad and got is not bd
+    np.testing.assert_array_equal(be.to_host(got), ops.crop_add(a, b, crop))
+    np.testing.assert_array_equal(be.to_host(ad), a)          # inputs untouched
+
+
+MATMUL_CASES = [  # (M, K, N): SE 1x1 (N = tiles), the deconv GEMM, a wide split one, K = 1
+    (8, 64, 3), (48, 256, 1000), (32, 27, 70001), (5, 1, 9000),
+]
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("case", MATMUL_CASES, ids=str)
+def test_matmul_matches_float64(backend, case):
+    m, k, n = case
+    be = get_backend(backend)
+    rng = _rng(8)
+    a, b = _randn(rng, m, k) / np.float32(np.sqrt(k)), _randn(rng, k, n)
+    got = be.to_host(be.matmul(*_on(be, a, b)))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=0, atol=GEMM_ATOL)
+
+
+def _conv3x3_float64(x, w2d, bias, slope):
+    """Valid 3x3 stride-1 conv through the reference im2col, in float64."""
+    c, n, h, w = x.shape
+    y = w2d.astype(np.float64) @ ops.im2col(x.astype(np.float64), 3, 3, 1) + bias[:, None]
+    if slope is not None:
+        y = np.maximum(y, y * slope)
+    return y.reshape(-1, n, h - 2, w - 2)
+
+
+WINOGRAD_CASES = [  # (C, N, H, W, OC): even and odd outputs, a 1x1 output, several blocks
+    (3, 1, 10, 10, 32), (16, 2, 9, 12, 8), (1, 1, 3, 3, 1), (4, 3, 4, 3, 5), (64, 2, 66, 37, 64),
+]
+
+
+def _winograd_backend(name):
+    be = get_backend(name)
+    if getattr(be, "winograd_conv3x3", None) is None:
+        pytest.skip(f"backend {name!r} has no winograd_conv3x3 (backend.py without the field)")
+    return be
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("slope", [0.1, None])
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_winograd_conv3x3_matches_float64_convolution(backend, slope, case):
+    c, n, h, w, oc = case
+    be = _winograd_backend(backend)
+    rng = _rng(9)
+    x, w2d, bias = rng.random((c, n, h, w), dtype=np.float32), _randn(rng, oc, c * 9) / np.float32(np.sqrt(c * 9)), _randn(rng, oc)
+    u = ops.winograd_weight(w2d, c)
+    got = be.to_host(be.winograd_conv3x3(*_on(be, x, u, bias), slope))
+    assert got.shape == (oc, n, h - 2, w - 2) and got.dtype == np.float32
+    np.testing.assert_allclose(got, _conv3x3_float64(x, w2d, bias, slope), rtol=0, atol=GEMM_ATOL)
+
+
+def test_reference_winograd_conv3x3_matches_float64_convolution():
+    if not hasattr(ops, "winograd_conv3x3"):
+        pytest.skip("ops.py has no Winograd reference in this tree")
+    rng = _rng(10)
+    for c, n, h, w, oc in WINOGRAD_CASES[:4]:
+        x, w2d, bias = rng.random((c, n, h, w), dtype=np.float32), _randn(rng, oc, c * 9) / np.float32(np.sqrt(c * 9)), _randn(rng, oc)
+        got = ops.winograd_conv3x3(x, ops.winograd_weight(w2d, c), bias, 0.1)
+        np.testing.assert_allclose(got, _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+
+
+# --- numba only: the worker threads and blocks ---------------------------------------------
+@pytest.fixture
+def numba_backend():
+    pytest.importorskip("numba")
+    from w2x.kernels import cpu_numba
+    return cpu_numba
+
+
+def test_numba_winograd_is_the_same_for_any_block_size_and_thread_count(numba_backend, monkeypatch):
+    import numba
+    be = _winograd_backend("numba")
+    rng = _rng(11)
+    x, w2d, bias = rng.random((8, 2, 21, 18), dtype=np.float32), _randn(rng, 6, 72) / 8, _randn(rng, 6)
+    u = ops.winograd_weight(w2d, 8)
+    whole = be.winograd_conv3x3(x, u, bias, 0.1)
+    monkeypatch.setattr(numba_backend, "WINOGRAD_BLOCK_BYTES", 1)   # one tile row per block
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, before):
+            numba.set_num_threads(threads)
+            np.testing.assert_array_equal(be.winograd_conv3x3(x, u, bias, 0.1), whole)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_allclose(whole, _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+
+
+def test_numba_gemm_primitives_restore_the_blas_thread_count_under_concurrent_calls(numba_backend):
+    if numba_backend._BLAS_THREADS is None:
+        pytest.skip("NumPy's BLAS is not the bundled OpenBLAS: its threads are left alone")
+    get, _ = numba_backend._BLAS_THREADS
+    before = get()
+    rng = _rng(12)
+    a, b = _randn(rng, 16, 64), _randn(rng, 64, 50000)
+    expected = a.astype(np.float64) @ b
+    errors = []
+
+    def call():
+        for _ in range(5):
+            errors.append(np.abs(numba_backend.matmul(a, b) - expected).max())
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 15 and max(errors) <= GEMM_ATOL
+    assert get() == before
+
+
+def test_numba_matmul_works_without_blas_thread_control(numba_backend, monkeypatch):
+    """Another BLAS than NumPy's bundled OpenBLAS: the blocks run on the calling thread only."""
+    monkeypatch.setattr(numba_backend, "_BLAS_THREADS", None)
+    rng = _rng(15)
+    a, b = _randn(rng, 9, 40), _randn(rng, 40, 20000)
+    np.testing.assert_allclose(numba_backend.matmul(a, b), a.astype(np.float64) @ b, rtol=0, atol=GEMM_ATOL)
+
+
+def test_numba_winograd_works_without_blas_thread_control(numba_backend, monkeypatch):
+    be = _winograd_backend("numba")
+    monkeypatch.setattr(numba_backend, "_BLAS_THREADS", None)
+    rng = _rng(16)
+    x, w2d, bias = rng.random((5, 1, 30, 31), dtype=np.float32), _randn(rng, 7, 45) / 7, _randn(rng, 7)
+    got = be.winograd_conv3x3(x, ops.winograd_weight(w2d, 5), bias, None)
+    np.testing.assert_allclose(got, _conv3x3_float64(x, w2d, bias, None), rtol=0, atol=GEMM_ATOL)
