@@ -287,6 +287,12 @@ def report_rss(results):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["--backend", "cupy"]:
+        # the GPU benchmark (tools/bench_gpu.py): `bench.py --backend cupy [--vs-torch] [--precision ...]`
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_gpu import main as gpu_main
+        return gpu_main(argv[2:])
     args = parse_args(argv)
     for var in THREAD_VARS:       # before NumPy / Numba / torch are imported
         os.environ[var] = str(args.threads)
