@@ -176,3 +176,18 @@ def test_w2x_benchmark_subcommand_prints_the_table(capsys):
     assert cli_main(["benchmark", str(SHARED / "datasets" / "Set5"), "--bicubic-only", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| Set5 |" in out and "33.660" in out
+
+
+# appendix/benchmark.md, BSD100 2x, upconv_7/photo without TTA: the published model column.
+BSD100_PUBLISHED_UPCONV_7_PHOTO = 31.640
+
+
+@needs(DATASETS / "BSD100")
+def test_bsd100_upconv_7_photo_matches_published_table():
+    """The whole chain against the original's published figure: GM Catrom input, the net
+    (fastest backend here), float output, truncated MATLAB luma (about 35 s with numba)."""
+    from conftest import MODEL_DIR
+    from w2x import load_model, reconstruct
+    model = load_model(MODEL_DIR / "upconv_7/photo/scale2.0x_model.json.gz")
+    scores = run(DATASETS / "BSD100", model_fn=lambda x: reconstruct.scale(model, x, backend="auto"))
+    assert round(mean_psnr(scores, "model_psnr"), 3) == BSD100_PUBLISHED_UPCONV_7_PHOTO
