@@ -46,7 +46,7 @@ TTA_LEVELS = {1: (0,), 2: (0, 4), 4: (0, 4, 1, 6), 8: tuple(range(8))}  # get_au
 
 
 def image(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
-          backend: str | Backend = "numpy", batch_size: int | None = None,
+          backend: str | Backend = "auto", batch_size: int | None = None,
           progress: ProgressFn | None = None) -> np.ndarray:
     """1x reconstruction (``reconstruct.image`` / ``image_tta``): (C, H, W) -> (C, H, W).
 
@@ -58,7 +58,7 @@ def image(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tt
 
 
 def scale(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
-          backend: str | Backend = "numpy", batch_size: int | None = None,
+          backend: str | Backend = "auto", batch_size: int | None = None,
           progress: ProgressFn | None = None) -> np.ndarray:
     """2x reconstruction (``reconstruct.scale`` / ``scale_tta``): (C, H, W) -> (C, 2H, 2W)."""
     f = _scale_y if model.config.channels == 1 else _scale_rgb
