@@ -25,18 +25,24 @@ class Conv2d:
 
     ``w2d`` is the torch weight (OC, C, kh, kw) reshaped to (OC, C*kh*kw); the im2col row
     order (c, i, j) matches it, so the product needs no transpose (cross-correlation, no flip).
-    A 3x3 stride-1 layer also holds its Winograd weight ``u`` for backends with
-    ``winograd_conv3x3`` (2.25x fewer flops than im2col + GEMM).
+    Two other forms of the same weight are made once, here, for the CPU backends: ``u`` for
+    ``winograd_conv3x3`` (3x3 stride 1: 2.25x fewer flops than im2col + GEMM) and ``wk`` for
+    kn2row (stride 1 with C >= 4*OC, e.g. 128->3).
     """
     w2d: np.ndarray       # (OC, C*kh*kw) float32
     bias: np.ndarray      # (OC,) float32
     k: int
     stride: int = 1
-    u: np.ndarray | None = None   # (16, OC, C) float32, ops.winograd_weight(w2d); 3x3 stride 1 only
+    u: np.ndarray | None = None    # (16, OC, C) float32, ops.winograd_weight(w2d); 3x3 stride 1 only
+    wk: np.ndarray | None = None   # (OC*k*k, C) float32, kn2row's weight; narrow stride-1 layers only
 
     def __post_init__(self):
-        if self.u is None and self.k == 3 and self.stride == 1:
-            self.u = winograd_weight(self.w2d, self.in_channels)
+        oc, c, k = self.w2d.shape[0], self.in_channels, self.k
+        if self.u is None and k == 3 and self.stride == 1:
+            self.u = winograd_weight(self.w2d, c)
+        if self.wk is None and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * oc:
+            # (OC, C*k*k) -> (OC, C, k, k) -> (OC, k, k, C) -> (OC*k*k, C)
+            self.wk = np.ascontiguousarray(self.w2d.reshape(oc, c, k, k).transpose(0, 2, 3, 1).reshape(oc * k * k, c))
 
     @property
     def in_channels(self) -> int:
@@ -45,7 +51,7 @@ class Conv2d:
     def __call__(self, x, be: Backend, slope: float | None):
         """x (C, N, H, W) -> (OC, N, OH, OW), bias added, LeakyReLU(slope) unless None."""
         c, n, h, w = x.shape
-        if be.kn2row and self.k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * self.w2d.shape[0]:
+        if be.kn2row and self.wk is not None:
             return self._kn2row(x, be, slope)
         if self.u is not None and be.winograd_conv3x3 is not None:
             return be.winograd_conv3x3(x, self.u, self.bias, slope)        # (OC, N, OH, OW)
@@ -64,8 +70,7 @@ class Conv2d:
         c, n, h, w = x.shape
         k, oc = self.k, self.w2d.shape[0]
         oh, ow = h - k + 1, w - k + 1
-        wk = self.w2d.reshape(oc, c, k, k).transpose(0, 2, 3, 1).reshape(oc * k * k, c)  # (OC*k*k, C)
-        p = be.matmul(wk, x.reshape(c, n * h * w)).reshape(oc, k, k, n, h, w)            # (OC, k, k, N, H, W)
+        p = be.matmul(self.wk, x.reshape(c, n * h * w)).reshape(oc, k, k, n, h, w)       # (OC, k, k, N, H, W)
         y = p[:, 0, 0, :, :oh, :ow].copy()                                               # (OC, N, OH, OW)
         for i in range(k):
             for j in range(k):
