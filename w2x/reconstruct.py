@@ -21,6 +21,7 @@ from . import color, tiling
 from .backend import Backend, get_backend
 from .gpu_stream import plan_batch, stream_tiles
 from .models import Model
+from .resize import gm_resize
 
 SCALE = 2                     # only 2x models exist (scale2.0x_model); larger factors repeat passes
 DEFAULT_TILE_SIZE = 256       # -crop_size 256 (waifu2x.lua:262)
@@ -112,7 +113,6 @@ def _image_y(model, x, tile_size, be, batch_size, progress):
 def _scale_y(model, x, tile_size, be, batch_size, progress):
     """scale_y (reconstruct.lua:147-173): luma from the net on the Box-2x (vgg_7) input, chroma
     from a GraphicsMagick Lanczos 2x of the unpadded input."""
-    from .resize import gm_resize
     c, h, w = x.shape
     yuv = color.rgb2yuv(gm_resize(x, h * SCALE, w * SCALE, "lanczos"))
     prescale = SCALE if model.config.scale == 1 else 1
