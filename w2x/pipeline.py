@@ -18,6 +18,7 @@ import numpy as np
 from . import reconstruct
 from .alpha import make_border
 from .backend import get_backend
+from .color import rgb2y
 from .model_store import ModelNotFoundError, find_model, model_filename
 from .models import Model, load_model
 from .reconstruct import ProgressFn
@@ -185,7 +186,6 @@ def _split(arr: np.ndarray):
             rgb[:, alpha[0] <= 0] = 0.5                           # image_loader.lua:98-102
 
     def restore(rgb_out, alpha_out):
-        from .color import rgb2y
         chans = [rgb2y(rgb_out) if n_colour == 1 else rgb_out]
         if x.shape[0] in (2, 4):
             chans.append(alpha_out if alpha_out is not None else np.ones_like(rgb_out[:1]))
