@@ -49,6 +49,7 @@ class Model:
 
     def __init__(self, config: ModelConfig, layers: list, arch: Arch, path: str = "<memory>"):
         self.config, self.layers, self._arch, self.path = config, layers, arch, path
+        self._on: dict[str, Model] = {}        # backend name -> this model on that device
 
     def run(self, x, be: Backend):
         """Forward (C, N, H, W) -> (C, N, OH, OW) on backend ``be`` (arrays already on its device)."""
@@ -62,19 +63,17 @@ class Model:
         ``w2nn.InplaceClip01``.
         """
         be = get_backend(backend) if isinstance(backend, str) else backend
-        layers = self.layers if be.name == "numpy" else self.on(be).layers
         x = be.to_device(np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2, 3)))
-        y = self._arch.forward(layers, x, be)                       # (C, N, OH, OW)
+        y = self.on(be).run(x, be)                                  # (C, N, OH, OW)
         return np.ascontiguousarray(be.to_host(y).transpose(1, 0, 2, 3))  # (N, C, OH, OW)
 
     def on(self, be: Backend) -> "Model":
         """This model with its weights moved to ``be``'s device (cached per backend)."""
-        cache = self.__dict__.setdefault("_on", {})
-        if be.name not in cache:
+        if be.name not in self._on:
             layers = [type(l)(**{k: (be.to_device(v) if isinstance(v, np.ndarray) else v)
                                  for k, v in vars(l).items()}) for l in self.layers]
-            cache[be.name] = Model(self.config, layers, self._arch, self.path)
-        return cache[be.name]
+            self._on[be.name] = Model(self.config, layers, self._arch, self.path)
+        return self._on[be.name]
 
     def __repr__(self) -> str:
         c = self.config
