@@ -99,8 +99,13 @@ def _image_rgb(model, x, tile_size, be, batch_size, progress):
 
 def _scale_rgb(model, x, tile_size, be, batch_size, progress):
     """scale_rgb (reconstruct.lua:189-206): Box (= nearest) 2x first when the net does not resize."""
-    prescale = SCALE if model.config.scale == 1 else 1
-    return run_net(model, x, tile_size, be, batch_size, progress, prescale)
+    return run_net(model, x, tile_size, be, batch_size, progress, _prescale(model))
+
+
+def _prescale(model) -> int:
+    """Pixel-replication factor before the net in a scale mode: 2 for vgg_7, 1 for the nets
+    that upsample themselves (reconstruct.lua:191-192 ``has_resize``)."""
+    return SCALE // model.config.scale
 
 
 def _image_y(model, x, tile_size, be, batch_size, progress):
@@ -115,8 +120,7 @@ def _scale_y(model, x, tile_size, be, batch_size, progress):
     from a GraphicsMagick Lanczos 2x of the unpadded input."""
     c, h, w = x.shape
     yuv = color.rgb2yuv(gm_resize(x, h * SCALE, w * SCALE, "lanczos"))
-    prescale = SCALE if model.config.scale == 1 else 1
-    yuv[0] = run_net(model, color.rgb2y(x), tile_size, be, batch_size, progress, prescale)[0]
+    yuv[0] = run_net(model, color.rgb2y(x), tile_size, be, batch_size, progress, _prescale(model))[0]
     return np.clip(color.yuv2rgb(yuv), 0.0, 1.0)
 
 
