@@ -4,6 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 MAKE_BORDER_EPS = np.float32(1.0e-7)  # alpha_util.lua:20, keeps the division finite
+BACKGROUND_COLOR = 0.5  # RGB of fully transparent pixels; image_loader.lua:10, :98-102
+
+
+def split_alpha(rgb: np.ndarray, alpha: np.ndarray | None):
+    """What the loader keeps of transparency (image_loader.lua:94-108): ``alpha`` only when
+    some pixel is not fully opaque, and RGB under alpha == 0 painted ``BACKGROUND_COLOR``
+    (in place).  rgb (3, H, W), alpha (1, H, W) or None -> (rgb, alpha or None)."""
+    if alpha is None or alpha.min() >= 1:
+        return rgb, None
+    rgb[:, alpha[0] <= 0] = BACKGROUND_COLOR
+    return rgb, alpha
 
 
 def _box3x3_sum(a: np.ndarray) -> np.ndarray:

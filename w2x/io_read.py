@@ -22,6 +22,8 @@ import numpy as np
 import png
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from .alpha import split_alpha
+
 # Pillow's own guard is process-wide and warns/fails at fixed sizes (~89M/179M pixels);
 # w2x checks `max_pixels` per call instead (read_image), so Pillow's is switched off here.
 Image.MAX_IMAGE_PIXELS = None
@@ -31,7 +33,6 @@ DEFAULT_MAX_PIXELS = 16384 * 16384
 2x output ~12 GiB). Files declaring more are refused before decoding; ``--max-pixels``
 raises the limit."""
 
-BACKGROUND_COLOR = 0.5  # RGB of fully transparent pixels; image_loader.lua:10, :98-102
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_BITDEPTH_OFFSET = 24  # signature (8) + IHDR length (4) + type (4) + width, height (8)
 EXIF_ORIENTATION = 0x0112  # EXIF tag 274
@@ -301,10 +302,7 @@ def _decode(im: Image.Image, path: Path, allow_pypng: bool = True) -> Picture:
     else:
         icc = None  # unusable or mismatched profile: pixels are taken as sRGB
         rgb = _to_rgb(colour, mode)
-    if alpha is not None and alpha.min() >= 1:
-        alpha = None
-    if alpha is not None:
-        rgb[:, alpha[0] <= 0] = BACKGROUND_COLOR
+    rgb, alpha = split_alpha(rgb, alpha)
     exif, orientation = _exif(im)
     rgb = _orient(rgb, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import reconstruct
-from .alpha import make_border
+from .alpha import make_border, split_alpha
 from .backend import get_backend
 from .color import rgb2y
 from .model_store import ModelNotFoundError, find_model, model_filename
@@ -178,12 +178,7 @@ def _split(arr: np.ndarray):
     x = x.transpose(2, 0, 1)                                     # (H, W, C) -> (C, H, W)
     n_colour = 1 if x.shape[0] in (1, 2) else 3
     rgb = np.ascontiguousarray(np.repeat(x[:1], 3, axis=0) if n_colour == 1 else x[:3])
-    alpha = x[n_colour:n_colour + 1] if x.shape[0] in (2, 4) else None
-    if alpha is not None:
-        if (alpha >= 1).all():
-            alpha = None                                          # opaque: no alpha channel
-        else:
-            rgb[:, alpha[0] <= 0] = 0.5                           # image_loader.lua:98-102
+    rgb, alpha = split_alpha(rgb, x[n_colour:n_colour + 1] if x.shape[0] in (2, 4) else None)
 
     def restore(rgb_out, alpha_out):
         chans = [rgb2y(rgb_out) if n_colour == 1 else rgb_out]
