@@ -47,8 +47,8 @@ import numba
 import numpy as np
 from numba import njit
 
-from ..backend import Backend
-from ..ops import out_size
+from w2x.nn.backend import Backend
+from w2x.nn.ops import out_size
 
 # Per-thread scratch of one Winograd block: 16 * (C + OC) * tiles float32 values.  4 MiB
 # (two blocks in flight fit the 32 MiB L3 of this machine with room to spare; 256 tiles per

@@ -20,7 +20,7 @@ os.environ["W2X_MODEL_DIR"] = str(MODEL_DIR)
 
 def available_backends() -> list:
     """numpy always; numba where installed; cupy (marked gpu) where a device exists."""
-    from w2x.backend import BackendUnavailableError, get_backend
+    from w2x.nn.backend import BackendUnavailableError, get_backend
     params = []
     for name in ("numpy", "numba", "cupy"):
         marks = [pytest.mark.gpu] if name == "cupy" else []

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from w2x.archs import ARCHS
+from w2x.nn.archs import ARCHS
 
 _CLASS = {"conv": "nn.SpatialConvolutionMM", "deconv": "nn.SpatialFullConvolution"}
 

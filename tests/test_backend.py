@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import MODEL_DIR, available_backends
-from w2x import load_model, ops
-from w2x.backend import Backend, BackendUnavailableError, get_backend
+from w2x import load_model
+from w2x.nn import ops
+from w2x.nn.backend import Backend, BackendUnavailableError, get_backend
 
 PRIMITIVES = ("im2col", "col2im", "bias_leaky_relu", "channel_mean", "se_scale", "crop_add",
               "matmul", "to_device", "to_host")

@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 from conftest import IMAGES, model_path
-from w2x import anyscale, batch, load_model, reconstruct
+from w2x import anyscale, load_model, reconstruct
+from w2x.cli import batch
 from w2x.anyscale import Target
-from w2x.batch import Conversion, Job, Source, UsageError
-from w2x.cli import main as cli_main
+from w2x.cli.batch import Conversion, Job, Source, UsageError
+from w2x.cli.main import main as cli_main
 from w2x.pipeline import Options
-from w2x.progress import JsonReporter, TextReporter
+from w2x.cli.progress import JsonReporter, TextReporter
 
 # vgg_7 needs 7 px of context each side: a 48 px tile holds a whole 24 px crop (noise, 1x)
 # or a whole 16 px crop (scale: 32 + 14 = 46), so each pass is one cheap tile.
@@ -316,7 +317,7 @@ def test_json_progress_events(tmp_path):
 def test_text_progress_shows_file_and_tile_bars_and_a_summary(tmp_path, monkeypatch):
     import io
 
-    from w2x import progress
+    from w2x.cli import progress
     monkeypatch.setattr(progress, "LONG_WORK_S", 0)                # show tile bars at once
     jobs = _two_jobs(tmp_path)
     batch.prepare_output_dirs(jobs)

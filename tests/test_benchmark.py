@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from w2x import benchmark
-from w2x.benchmark import (ImageScore, JpegSettings, crop_mod4, jpeg_degrade, mean_psnr, psnr,
+from w2x import psnr as benchmark
+from w2x.psnr import (ImageScore, JpegSettings, crop_mod4, jpeg_degrade, mean_psnr, psnr,
                            read_rgb8, rgb2y_matlab, run, score_image, y_mse)
 from w2x.resize import gm_resize
 
@@ -172,7 +172,7 @@ def test_mean_psnr_is_the_mean_of_per_image_psnr():
 
 
 def test_w2x_benchmark_subcommand_prints_the_table(capsys):
-    from w2x.cli import main as cli_main
+    from w2x.cli.main import main as cli_main
     assert cli_main(["benchmark", str(SHARED / "datasets" / "Set5"), "--bicubic-only", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| Set5 |" in out and "33.660" in out

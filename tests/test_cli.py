@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import IMAGES, MODEL_DIR
 from w2x import anyscale
-from w2x.cli import main as cli_main
+from w2x.cli.main import main as cli_main
 from w2x.io import read_frames
 from w2x.pipeline import Options
 

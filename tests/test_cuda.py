@@ -25,11 +25,14 @@ import numpy as np
 import pytest
 
 from conftest import MODEL_DIR, REFERENCE
-from w2x import _cuda, gpu_stream, load_model, ops
-from w2x.archs import ARCHS
-from w2x.backend import Backend, BackendUnavailableError, get_backend
-from w2x.layers import Conv2d, ConvTranspose2d
-from w2x.models import Model, ModelConfig
+from w2x import load_model
+from w2x.nn import cuda as _cuda
+from w2x import stream as gpu_stream
+from w2x.nn import ops
+from w2x.nn.archs import ARCHS
+from w2x.nn.backend import Backend, BackendUnavailableError, get_backend
+from w2x.nn.layers import Conv2d, ConvTranspose2d
+from w2x.nn.models import Model, ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = json.loads((REFERENCE / "manifest.json").read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from w2x import download as dl
-from w2x import model_store
+from w2x import store as model_store
 from w2x.download import DownloadError, download, git_blob_sha1, models_main, offer_download
 
 SHARED = Path(os.environ.get("W2X_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")

@@ -10,16 +10,14 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from w2x import io_write
-from w2x.io_read import convert_profile, icc_transform
+from w2x.io import write as io_write
+from w2x.io.read import convert_profile, icc_transform
+from w2x.color import CLIP_EPS8, CLIP_EPS16, quantize
 from w2x.io import (
-    CLIP_EPS8,
-    CLIP_EPS16,
     DEFAULT_MAX_PIXELS,
     ImageMeta,
     ImageReadError,
     ImageWriteError,
-    quantize,
     read_frames,
     read_image,
     write_frames,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import available_backends
-from w2x import ops
-from w2x.backend import get_backend
+from w2x.nn import ops
+from w2x.nn.backend import get_backend
 
 TWIN_BACKENDS = [p for p in available_backends() if p.id != "numpy"]
 

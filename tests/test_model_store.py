@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from w2x import model_store
-from w2x.model_store import (
+from w2x import store as model_store
+from w2x.store import (
     ModelNotFoundError,
     find_model,
     list_installed,

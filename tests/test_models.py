@@ -10,7 +10,7 @@ import pytest
 from conftest import model_path
 from synth import model_entries, write_model
 from w2x import ModelFormatError, load_model
-from w2x.cli import main as cli_main
+from w2x.cli.main import main as cli_main
 
 
 @pytest.mark.parametrize("rel, arch, channels, scale, offset", [

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from naive import conv2d_naive, conv_transpose2d_naive
-from w2x import ops
-from w2x.backend import get_backend
-from w2x.layers import Conv2d, ConvTranspose2d
+from w2x.nn import ops
+from w2x.nn.backend import get_backend
+from w2x.nn.layers import Conv2d, ConvTranspose2d
 
 # float32 GEMM vs float64 loops over <= 128*9 products of O(1) terms: ~1e-6 rounding.
 FLOAT32_ATOL = 1e-4

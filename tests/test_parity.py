@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import IMAGES, MODEL_DIR, REFERENCE
 from w2x import load_model
-from w2x.cli import main as cli_main
+from w2x.cli.main import main as cli_main
 
 MANIFEST = json.loads((REFERENCE / "manifest.json").read_text())
 # float32 GEMMs in another summation order than the fixture's: measured <= 3e-6 here.

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import IMAGES, model_path
 from w2x import load_model, reconstruct
 from w2x.alpha import make_border
-from w2x.cli import main as cli_main
+from w2x.cli.main import main as cli_main
 from w2x.io import read_image
 from w2x.tiling import plan, snap_tile_size
 

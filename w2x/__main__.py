@@ -1,3 +1,3 @@
-from .cli import main
+from w2x.cli.main import main
 
 raise SystemExit(main())

@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from .pipeline import Options, Plan, plan_models, process as process_2x
-from .reconstruct import SCALE, ProgressFn
-from .resize import gm_resize
+from w2x.pipeline import Options, Plan, plan_models, process as process_2x
+from w2x.reconstruct import SCALE, ProgressFn
+from w2x.resize import gm_resize
 
 # Pillow resamplers, run per channel on float32 ("F" mode) images: no 8-bit rounding.
 # Pillow's bicubic is Keys' cubic with a = -0.5 (OpenCV's INTER_CUBIC uses -0.75).

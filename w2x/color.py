@@ -1,4 +1,5 @@
-"""Pre/post-processing: torch ``image`` package colour transforms used by the Y (luma) models.
+"""Pre/post-processing: torch ``image`` package colour transforms used by the Y (luma) models,
+and the original's float -> integer rounding (``quantize``).
 
 These are torch's *analog* YUV (no offsets, not YCbCr), taken from torch/image ``init.lua``
 (docs/waifu2x-reference.md §1.4, "Y (luma) models"); waifu2x-caffe and converter-cpp use
@@ -37,3 +38,37 @@ def yuv2rgb(x: np.ndarray) -> np.ndarray:
 def rgb2y(x: np.ndarray) -> np.ndarray:
     """(3, H, W) RGB -> (1, H, W) luma: image.rgb2y, 0.299R + 0.587G + 0.114B."""
     return _apply(RGB2YUV[:1], x)
+
+
+# image_loader.lua:8-9: half a step minus a relative 1e-7, so x.5 rounds down ("round half
+# down by epsilon")
+CLIP_EPS8 = (0.5 - 0.5e-7) / 255
+CLIP_EPS16 = (0.5 - 0.5e-7) / 65535
+
+
+def quantize(x: np.ndarray, depth: int) -> np.ndarray:
+    """Float samples in [0, 1] -> integers, with the original's rounding.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Float array of any shape; computed in float32, as the original's FloatTensor.
+    depth : int
+        8 or 16.
+
+    Returns
+    -------
+    np.ndarray
+        ``floor(clip(x + CLIP_EPS, 0, 1) * (2**depth - 1))`` as uint8 (depth 8) or uint16.
+
+    References
+    ----------
+    nagadomi/waifu2x lib/image_loader.lua:8-9 (CLIP_EPS8/16), :21-34 (encode_png).
+    """
+    if depth not in (8, 16):
+        raise ValueError(f"depth must be 8 or 16, got {depth!r}")
+    eps, top, dtype = (CLIP_EPS8, 255, np.uint8) if depth == 8 else (CLIP_EPS16, 65535, np.uint16)
+    y = np.asarray(x, dtype=np.float32) + np.float32(eps)
+    np.clip(y, 0, 1, out=y)
+    y *= np.float32(top)
+    return np.floor(y, out=y).astype(dtype)

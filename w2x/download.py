@@ -2,7 +2,7 @@
 
 Files come from the original repository's raw tree, are checked against the git blob SHA-1s
 in ``weights/original_blobs.tsv`` and written atomically under
-:func:`w2x.model_store.cache_root`. Also holds the ``w2x models list|download`` command.
+:func:`w2x.store.cache_root`. Also holds the ``w2x models list|download`` command.
 """
 
 import argparse
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .model_store import (
+from w2x.store import (
     CACHE_DIR_ENV,
     MODEL_DIR_ENV,
     MODES,
@@ -180,7 +180,7 @@ def download(style="art", dest_root=None, base_url=DEFAULT_BASE_URL, progress=Tr
         Which set to fetch (see :func:`style_files`); ignored when ``files`` is given.
     dest_root : str or Path, optional
         Models root to fill, laid out as ``<arch>/<style>/<name>.json``; default
-        :func:`w2x.model_store.cache_root`.
+        :func:`w2x.store.cache_root`.
     base_url : str
         Root of a copy of the original repository; file URLs are
         ``<base_url>/models/<arch>/<style>/<name>.json``. http(s):// or file://.

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reconstruct
-from .alpha import make_border, split_alpha
-from .backend import get_backend
-from .color import rgb2y
-from .model_store import ModelNotFoundError, find_model, model_filename
-from .models import Model, load_model
-from .reconstruct import ProgressFn
+from w2x import reconstruct
+from w2x.alpha import make_border, split_alpha
+from w2x.nn.backend import get_backend
+from w2x.color import quantize, rgb2y
+from w2x.store import ModelNotFoundError, find_model, model_filename
+from w2x.nn.models import Model, load_model
+from w2x.reconstruct import ProgressFn
 
 MODES = ("noise", "scale", "noise_scale")
 # composite() calls reconstruct.scale(model2x, 2.0, alpha) with no block size, which falls
@@ -186,7 +186,6 @@ def _split(arr: np.ndarray):
             chans.append(alpha_out if alpha_out is not None else np.ones_like(rgb_out[:1]))
         y = np.concatenate(chans).transpose(1, 2, 0)             # (C, H, W) -> (H, W, C)
         if kind == np.uint8 or kind == np.uint16:
-            from .io import quantize
             y = quantize(y, 8 if kind == np.uint8 else 16)
         else:
             y = y.astype(kind)

@@ -17,11 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import color, tiling
-from .backend import Backend, get_backend
-from .gpu_stream import plan_batch, stream_tiles
-from .models import Model
-from .resize import gm_resize
+from w2x import color, tiling
+from w2x.nn.backend import Backend, get_backend
+from w2x.stream import plan_batch, stream_tiles
+from w2x.nn.models import Model
+from w2x.resize import gm_resize
 
 SCALE = 2                     # only 2x models exist (scale2.0x_model); larger factors repeat passes
 DEFAULT_TILE_SIZE = 256       # -crop_size 256 (waifu2x.lua:262)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .models import ModelConfig
+from w2x.nn.models import ModelConfig
 
 
 class TileSizeError(ValueError):

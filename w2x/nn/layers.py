@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import Backend
-from .ops import out_size, winograd_weight
+from w2x.nn.backend import Backend
+from w2x.nn.ops import out_size, winograd_weight
 
 # A stride-1 conv with at least this many times more input than output channels (the last
 # layer of vgg_7 and cunet: 128->3, 64->3) is cheaper as kn2row (Vasudevan, Anderson & Gregg,

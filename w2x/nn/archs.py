@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from .backend import Backend
-from .ops import LEAKY_SLOPE
+from w2x.nn.backend import Backend
+from w2x.nn.ops import LEAKY_SLOPE
 
 
 class LayerSpec(NamedTuple):

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import ops
+from w2x.nn import ops
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -82,7 +82,7 @@ def _numpy() -> Backend:
 
 def _numba() -> Backend:
     try:
-        from .kernels import cpu_numba
+        from w2x.kernels import cpu_numba
     except ImportError as e:  # numba missing or too old
         raise BackendUnavailableError(
             f"backend 'numba' requested but Numba is not usable ({e}); "
@@ -92,7 +92,7 @@ def _numba() -> Backend:
 
 def _cupy(precision: str = "fp32") -> Backend:
     try:
-        from . import _cuda
+        from w2x.nn import cuda as _cuda
     except ImportError as e:
         raise BackendUnavailableError(
             f"backend 'cupy' requested but CuPy is not installed ({e}); "

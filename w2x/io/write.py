@@ -24,15 +24,11 @@ import numpy as np
 import png
 from PIL import Image, ImageColor
 
-from .io_read import EXIF_HEADER, LUMA_WEIGHTS, convert_profile, icc_transform, profile_mode
+from w2x.color import quantize
+from w2x.io.read import EXIF_HEADER, LUMA_WEIGHTS, convert_profile, icc_transform, profile_mode
 
 if TYPE_CHECKING:
-    from .io_read import Animation, ImageMeta
-
-# image_loader.lua:8-9: half a step minus a relative 1e-7, so x.5 rounds down ("round half
-# down by epsilon")
-CLIP_EPS8 = (0.5 - 0.5e-7) / 255
-CLIP_EPS16 = (0.5 - 0.5e-7) / 65535
+    from w2x.io.read import Animation, ImageMeta
 
 STILL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                  ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
@@ -53,34 +49,6 @@ APNG_BLEND_SOURCE = 0  # frames are full canvases: replace, do not composite aga
 
 class ImageWriteError(OSError):
     """An output that cannot be written (one line: path, what, what to do)."""
-
-
-def quantize(x: np.ndarray, depth: int) -> np.ndarray:
-    """Float samples in [0, 1] -> integers, with the original's rounding.
-
-    Parameters
-    ----------
-    x : np.ndarray
-        Float array of any shape; computed in float32, as the original's FloatTensor.
-    depth : int
-        8 or 16.
-
-    Returns
-    -------
-    np.ndarray
-        ``floor(clip(x + CLIP_EPS, 0, 1) * (2**depth - 1))`` as uint8 (depth 8) or uint16.
-
-    References
-    ----------
-    nagadomi/waifu2x lib/image_loader.lua:8-9 (CLIP_EPS8/16), :21-34 (encode_png).
-    """
-    if depth not in (8, 16):
-        raise ValueError(f"depth must be 8 or 16, got {depth!r}")
-    eps, top, dtype = (CLIP_EPS8, 255, np.uint8) if depth == 8 else (CLIP_EPS16, 65535, np.uint16)
-    y = np.asarray(x, dtype=np.float32) + np.float32(eps)
-    np.clip(y, 0, 1, out=y)
-    y *= np.float32(top)
-    return np.floor(y, out=y).astype(dtype)
 
 
 def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None,

@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import anyscale
-from .io import DEFAULT_MAX_PIXELS, Animation, Picture, read_frames, write_frames, write_image
-from .io_write import ANIMATION_FORMATS, STILL_FORMATS
-from .pipeline import Options, Plan
-from .progress import Reporter
-from .reconstruct import ProgressFn
+from w2x import anyscale
+from w2x.io import DEFAULT_MAX_PIXELS, Animation, Picture, read_frames, write_frames, write_image
+from w2x.io.write import ANIMATION_FORMATS, STILL_FORMATS
+from w2x.pipeline import Options, Plan
+from w2x.cli.progress import Reporter
+from w2x.reconstruct import ProgressFn
 
 # Files a directory scan picks up (what io reads and writes); named files are always tried.
 IMAGE_SUFFIXES = frozenset(STILL_FORMATS) | frozenset(ANIMATION_FORMATS)

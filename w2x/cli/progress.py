@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, TextIO
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from .batch import Job, Summary
+    from w2x.cli.batch import Job, Summary
 
 LONG_WORK_S = 1.0        # a file's tile bar appears once it has run this long (tqdm delay)
 PROGRESS_KINDS = ("auto", "bar", "json", "none")

@@ -22,7 +22,7 @@ import numpy as np
 import png
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from .alpha import split_alpha
+from w2x.alpha import split_alpha
 
 # Pillow's own guard is process-wide and warns/fails at fixed sizes (~89M/179M pixels);
 # w2x checks `max_pixels` per call instead (read_image), so Pillow's is switched off here.

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend, BackendUnavailableError
-from .ops import out_size
+from w2x.nn.backend import Backend, BackendUnavailableError
+from w2x.nn.ops import out_size
 
 try:
     import cupy

@@ -35,11 +35,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from . import reconstruct
-from .backend import BackendUnavailableError
-from .model_store import find_model, model_filename
-from .models import load_model
-from .resize import FILTERS, gm_resize
+from w2x import reconstruct
+from w2x.nn.backend import BackendUnavailableError
+from w2x.store import find_model, model_filename
+from w2x.nn.models import load_model
+from w2x.resize import FILTERS, gm_resize
 
 # benchmark.lua:91-99 rgb2y_matlab: MATLAB rgb2ycbcr luma, video range 16-235 (`-range_bug 1`).
 Y_WEIGHTS = (65.481, 128.553, 24.966)

@@ -26,11 +26,11 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .archs import ARCHS
-from .backend import Backend
-from .layers import Conv2d, ConvTranspose2d
-from .models import Model, ModelConfig
-from .ops import out_size
+from w2x.nn.archs import ARCHS
+from w2x.nn.backend import Backend
+from w2x.nn.layers import Conv2d, ConvTranspose2d
+from w2x.nn.models import Model, ModelConfig
+from w2x.nn.ops import out_size
 
 MAX_BATCH = 64          # batch cap: past a few dozen tiles more only cost pinned host memory
 MEMORY_HEADROOM = 0.8   # share of free device memory handed out (cuBLAS workspace, pool rounding)
@@ -239,7 +239,7 @@ def plan_batch(config: ModelConfig, tile: int, free_bytes: int | None = None,
         size the architecture does not accept.
     """
     if free_bytes is None:
-        from ._cuda import free_device_bytes
+        from w2x.nn.cuda import free_device_bytes
         free_bytes = free_device_bytes()
     need = tile_bytes(config, tile)
     n = int(free_bytes * headroom) // need

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from w2x.benchmark import main  # noqa: E402  (after the path fix above)
+from w2x.psnr import main  # noqa: E402  (after the path fix above)
 
 if __name__ == "__main__":
     raise SystemExit(main())

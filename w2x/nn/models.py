@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .archs import ARCHS, Arch, LayerSpec
-from .backend import Backend, get_backend
-from .layers import Conv2d, ConvTranspose2d
+from w2x.nn.archs import ARCHS, Arch, LayerSpec
+from w2x.nn.backend import Backend, get_backend
+from w2x.nn.layers import Conv2d, ConvTranspose2d
 
 CONV_CLASSES = {"nn.SpatialConvolutionMM", "nn.SpatialConvolution", "cudnn.SpatialConvolution"}
 DECONV_CLASSES = {"nn.SpatialFullConvolution", "cudnn.SpatialFullConvolution"}

@@ -14,12 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-from . import anyscale, batch, reconstruct
-from .backend import BACKENDS, PRECISIONS
-from .io import DEFAULT_MAX_PIXELS
-from .model_store import STYLES, ModelNotFoundError
-from .pipeline import MODES, Options
-from .progress import PROGRESS_KINDS, make_reporter
+from w2x import anyscale, reconstruct
+
+from w2x.cli import batch
+from w2x.nn.backend import BACKENDS, PRECISIONS
+from w2x.io import DEFAULT_MAX_PIXELS
+from w2x.store import STYLES, ModelNotFoundError
+from w2x.pipeline import MODES, Options
+from w2x.cli.progress import PROGRESS_KINDS, make_reporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130   # 130 = 128 + SIGINT
 
@@ -115,7 +117,7 @@ def _load_models(opts: Options):
         if opts.model_dir is not None or opts.style not in STYLES:
             print(f"w2x: error: {e}", file=sys.stderr)
             return None
-    from .download import offer_download
+    from w2x.download import offer_download
     if offer_download(opts.style, sys.stdin, sys.stderr):
         return anyscale.load_plans(opts)
     return None
@@ -124,10 +126,10 @@ def _load_models(opts: Options):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["models"]:
-        from .download import models_main
+        from w2x.download import models_main
         return models_main(argv[1:])
     if argv[:1] == ["benchmark"]:
-        from .benchmark import main as benchmark_main
+        from w2x.psnr import main as benchmark_main
         return benchmark_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)     # prints usage and exits 2 on a bad option

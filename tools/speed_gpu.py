@@ -31,10 +31,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from w2x import gpu_stream, load_model  # noqa: E402  (after the path fix above)
-from w2x.archs import ARCHS  # noqa: E402
-from w2x.backend import Backend  # noqa: E402
-from w2x.layers import Conv2d  # noqa: E402
-from w2x.models import Model  # noqa: E402
+from w2x.nn.archs import ARCHS  # noqa: E402
+from w2x.nn.backend import Backend  # noqa: E402
+from w2x.nn.layers import Conv2d  # noqa: E402
+from w2x.nn.models import Model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("W2X_SHARED", ROOT.parent / "shared"))
@@ -168,7 +168,7 @@ def bench_models(precisions, vs_torch: bool, stream: bool, tile: int = DEFAULT_T
     and "torch fp32" / "torch tf32" with ``vs_torch``; "stream fp32" etc. with ``stream``;
     "torch maxdiff" = max |w2x fp32 - torch fp32| of the outputs, a check that both compute
     the same function."""
-    from w2x import _cuda
+    from w2x.nn import cuda as _cuda
     rows = []
     for arch in archs:
         model = load_model(MODEL_DIR / BENCH_MODELS[arch])
@@ -192,7 +192,7 @@ def bench_models(precisions, vs_torch: bool, stream: bool, tile: int = DEFAULT_T
 
 def parity_errors(precisions) -> list[dict]:
     """Largest |w2x - fixture| of every network fixture in each precision (the parity loss)."""
-    from w2x import _cuda
+    from w2x.nn import cuda as _cuda
     manifest = json.loads((SHARED / "reference" / "manifest.json").read_text())
     rows = []
     for entry in manifest["network"]:

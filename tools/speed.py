@@ -106,7 +106,8 @@ def load_image(args):
 def tile_batches(model, x, tile_size, batch_size):
     """The (C, N, t, t) batches ``reconstruct.run_net`` feeds the net, and the output MP."""
     import numpy as np
-    from w2x import ops, tiling
+    from w2x import tiling
+    from w2x.nn import ops
     if ARCH_MODELS[model.config.arch_name][1] and model.config.scale == 1:
         x = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)  # Box 2x = pixel replication (vgg_7)
     c, h, w = x.shape
@@ -132,9 +133,9 @@ class TorchEngine:
         import numpy as np
         import torch
         import torch.nn.functional as F
-        from w2x.archs import ARCHS
-        from w2x.backend import Backend
-        from w2x.models import Model
+        from w2x.nn.archs import ARCHS
+        from w2x.nn.backend import Backend
+        from w2x.nn.models import Model
         self.torch = torch
 
         def conv(w, b, stride, pad, transposed):
@@ -168,7 +169,7 @@ class TorchEngine:
 
 class W2xEngine:
     def __init__(self, model, backend):
-        from w2x.backend import get_backend
+        from w2x.nn.backend import get_backend
         self.be = get_backend(backend)
         self.net = model.on(self.be)
 
