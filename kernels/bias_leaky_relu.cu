@@ -12,7 +12,7 @@
 //   block (BLOCK, 1, 1), grid (ceil(M / BLOCK), min(OC, 65535), 1).
 // A thread owns column m of rows o = blockIdx.y, blockIdx.y + gridDim.y, ...
 //
-// reference: w2x/ops.py:bias_leaky_relu
+// reference: w2x/nn/ops.py:bias_leaky_relu
 
 extern "C" __global__ void w2x_bias_leaky_relu_f32(float* __restrict__ y,
                                                    const float* __restrict__ bias,

@@ -15,7 +15,7 @@
 // A thread owns pixel q = oy*OW + ox of the planes p = o*N + n = blockIdx.y,
 // blockIdx.y + gridDim.y, ...
 //
-// reference: w2x/ops.py:col2im
+// reference: w2x/nn/ops.py:col2im
 
 extern "C" __global__ void w2x_col2im_f32(const float* __restrict__ cols, float* __restrict__ y,
                                           int OC, int N, int H, int W, int kh, int kw,

@@ -1,4 +1,4 @@
-"""Network stage, CPU: Numba twins of the ``w2x/ops.py`` primitives (the "numba" backend row).
+"""Network stage, CPU: Numba twins of the ``w2x/nn/ops.py`` primitives (the "numba" backend row).
 
 Every public function here has the signature and the result of its ``ops.py`` twin, which
 the tests pit it against (tests/test_kernels.py).  How the two cores are used:

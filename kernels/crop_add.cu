@@ -9,7 +9,7 @@
 //   block (BLOCK, 1, 1), grid (ceil(H*W / BLOCK), min(C*N, 65535), 1).
 // A thread owns pixel q = y*W + x of planes p = c*N + n = blockIdx.y, blockIdx.y + gridDim.y, ...
 //
-// reference: w2x/ops.py:crop_add
+// reference: w2x/nn/ops.py:crop_add
 
 extern "C" __global__ void w2x_crop_add_f32(const float* __restrict__ a,
                                             const float* __restrict__ b, float* __restrict__ out,

@@ -13,7 +13,7 @@
 // neighbouring threads write neighbouring addresses of a row (coalesced).
 // The f16 variant rounds to nearest even (cvt.rn), as float32 -> float16 casts do in NumPy.
 //
-// reference: w2x/ops.py:im2col
+// reference: w2x/nn/ops.py:im2col
 
 __device__ __forceinline__ void w2x_store(float* p, float v) { *p = v; }
 

@@ -9,7 +9,7 @@
 //   block (BLOCK, 1, 1), grid (ceil(OH*OW / BLOCK), min(C, 65535), 1).
 // A thread owns pixel q = oy*OW + ox of channels blockIdx.y, blockIdx.y + gridDim.y, ...
 //
-// reference: w2x/ops.py:pad_replicate
+// reference: w2x/nn/ops.py:pad_replicate
 
 extern "C" __global__ void w2x_pad_replicate_f32(const float* __restrict__ x, float* __restrict__ y,
                                                  int C, int H, int W, int top, int left,

@@ -7,11 +7,11 @@
 //   reference's pairwise float32 sum; the two differ by float32 rounding only.
 //   Launch: block (BLOCK, 1, 1), BLOCK = 256 (w2x/_cuda.py:BLOCK; any multiple of 32 <= 1024),
 //   grid (min(C*N, 2^31 - 1), 1, 1); block b reduces planes b, b + gridDim.x, ...
-//   reference: w2x/ops.py:channel_mean
+//   reference: w2x/nn/ops.py:channel_mean
 //
 // w2x_se_scale_f32:  in place  x[c, n, :, :] *= z[c, n];  x (C, N, H, W), z (C, N)
 //   Launch: block (BLOCK, 1, 1), grid (ceil(H*W / BLOCK), min(C*N, 65535), 1).
-//   reference: w2x/ops.py:se_scale
+//   reference: w2x/nn/ops.py:se_scale
 
 #define W2X_WARP 32
 

@@ -27,6 +27,7 @@ import pytest
 from conftest import MODEL_DIR, REFERENCE
 from w2x import load_model
 from w2x.nn import cuda as _cuda
+from w2x.nn import kernel_files
 from w2x import stream as gpu_stream
 from w2x.nn import ops
 from w2x.nn.archs import ARCHS
@@ -77,15 +78,15 @@ def test_every_kernel_file_exists_and_ships_as_package_data():
     globs = setuptools["package-data"]["w2x.kernels"]
     for name in files:
         assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not package data"
-        assert _cuda.kernel_source(name) == (ROOT / "kernels" / name).read_text()
+        assert kernel_files.source(name) == (ROOT / "kernels" / name).read_text()
 
 
 @pytest.mark.parametrize("filename", sorted(set(_cuda.KERNELS.values())))
 def test_kernel_source_declares_its_kernels_and_reference(filename):
-    src = _cuda.kernel_source(filename)
+    src = kernel_files.source(filename)
     declared = set(re.findall(r'extern "C" __global__ void (w2x_\w+)\(', src))
     assert declared == {k for k, f in _cuda.KERNELS.items() if f == filename}
-    refs = re.findall(r"//\s+reference: w2x/ops\.py:(\w+)", src)
+    refs = re.findall(r"//\s+reference: w2x/nn/ops\.py:(\w+)", src)
     assert refs and all(hasattr(ops, r) for r in refs)
     assert "#include" not in src, "NVRTC has no standard headers: kernels must be self-contained"
 

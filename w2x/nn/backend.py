@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from w2x.nn import ops
+from w2x.nn import kernel_files, ops
 
 BACKENDS = ("numpy", "numba", "cupy")
 
@@ -82,7 +82,7 @@ def _numpy() -> Backend:
 
 def _numba() -> Backend:
     try:
-        from w2x.kernels import cpu_numba
+        cpu_numba = kernel_files.module("cpu_numba")
     except ImportError as e:  # numba missing or too old
         raise BackendUnavailableError(
             f"backend 'numba' requested but Numba is not usable ({e}); "

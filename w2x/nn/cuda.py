@@ -28,12 +28,11 @@ CuPy, a CUDA device, NVRTC or cuBLAS is missing.
 from __future__ import annotations
 
 import functools
-import importlib.resources
-from pathlib import Path
 
 import numpy as np
 
 from w2x.nn.backend import Backend, BackendUnavailableError
+from w2x.nn import kernel_files
 from w2x.nn.ops import out_size
 
 try:
@@ -93,19 +92,10 @@ def free_device_bytes() -> int:
 
 
 # --- kernel loading ---------------------------------------------------------------------------
-def kernel_source(filename: str) -> str:
-    """Text of ``kernels/<filename>``, shipped as package data of ``w2x.kernels``."""
-    try:
-        root = importlib.resources.files("w2x.kernels")
-    except ModuleNotFoundError:  # a source checkout that was not pip-installed: kernels/ beside w2x/
-        root = Path(__file__).resolve().parents[1] / "kernels"
-    return root.joinpath(filename).read_text(encoding="utf-8")
-
-
 @functools.cache
 def _module(filename: str, device_id: int):
     """The compiled module of one .cu file on one device (compiled by NVRTC on first use)."""
-    return cupy.RawModule(code=kernel_source(filename))
+    return cupy.RawModule(code=kernel_files.source(filename))
 
 
 @functools.cache

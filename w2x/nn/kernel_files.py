@@ -1,0 +1,51 @@
+"""Network stage: where the kernels are, installed or in a source checkout.
+
+The top-level ``kernels/`` folder holds the Numba kernels (``cpu_numba.py``) and the CUDA
+sources (``*.cu``).  ``pip install`` ships it as the package ``w2x.kernels``
+(pyproject.toml ``package-dir``); a checkout run with ``PYTHONPATH=.`` has no such package,
+so ``package()`` registers the folder beside ``w2x/`` under that name on first use.  Either
+way the rest of w2x imports ``w2x.kernels.cpu_numba`` and reads ``*.cu`` through
+``importlib.resources``, and a missing *dependency* (Numba) is not mistaken for a missing
+folder.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE = "w2x.kernels"
+CHECKOUT_DIR = Path(__file__).resolve().parents[2] / "kernels"   # w2x/nn/ -> repository root
+
+
+def package() -> ModuleType:
+    """The ``w2x.kernels`` package: the installed one, else the checkout's ``kernels/``."""
+    try:
+        return importlib.import_module(PACKAGE)
+    except ModuleNotFoundError as e:
+        if e.name != PACKAGE:
+            raise
+    init = CHECKOUT_DIR / "__init__.py"
+    if not init.is_file():
+        raise ModuleNotFoundError(f"no {PACKAGE} package and no kernels folder at {CHECKOUT_DIR}; "
+                                  "reinstall w2x", name=PACKAGE)
+    spec = importlib.util.spec_from_file_location(PACKAGE, init,
+                                                  submodule_search_locations=[str(CHECKOUT_DIR)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def module(name: str) -> ModuleType:
+    """Import ``w2x.kernels.<name>`` (ImportError names a missing dependency such as numba)."""
+    package()
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+def source(filename: str) -> str:
+    """The text of ``kernels/<filename>`` (a ``.cu`` file)."""
+    root = importlib.resources.files(package())
+    return root.joinpath(filename).read_text(encoding="utf-8")
