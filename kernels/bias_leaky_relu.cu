@@ -8,7 +8,7 @@
 // The float operations are the reference's, one add then max(v, v*slope): no contraction
 // into an FMA is possible, so the result matches it bit for bit.
 //
-// Launch, with BLOCK = 256 threads (w2x/_cuda.py:BLOCK):
+// Launch, with BLOCK = 256 threads (w2x/nn/cuda.py:BLOCK):
 //   block (BLOCK, 1, 1), grid (ceil(M / BLOCK), min(OC, 65535), 1).
 // A thread owns column m of rows o = blockIdx.y, blockIdx.y + gridDim.y, ...
 //

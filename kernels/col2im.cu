@@ -10,7 +10,7 @@
 // the taps (i, j) that land on it, i outer and j inner, starting from 0.0f, which is the order
 // in which the reference's loops add them: the sums match it bit for bit.
 //
-// Launch, with BLOCK = 256 threads (w2x/_cuda.py:BLOCK):
+// Launch, with BLOCK = 256 threads (w2x/nn/cuda.py:BLOCK):
 //   block (BLOCK, 1, 1), grid (ceil(OH*OW / BLOCK), min(OC*N, 65535), 1).
 // A thread owns pixel q = oy*OW + ox of the planes p = o*N + n = blockIdx.y,
 // blockIdx.y + gridDim.y, ...

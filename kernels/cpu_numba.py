@@ -1,4 +1,5 @@
-"""Network stage, CPU: Numba twins of the ``w2x/nn/ops.py`` primitives (the "numba" backend row).
+"""Network stage, CPU: Numba twins of the ``w2x/nn/ops.py`` primitives, from which
+``w2x/nn/backend.py`` builds its "numba" row.
 
 Every public function here has the signature and the result of its ``ops.py`` twin, which
 the tests pit it against (tests/test_kernels.py).  How the two cores are used:
@@ -47,8 +48,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from w2x.nn.backend import Backend
-from w2x.nn.ops import out_size
+from w2x.nn.ops import out_size, transposed_out_size
 
 # Per-thread scratch of one Winograd block: 16 * (C + OC) * tiles float32 values.  4 MiB
 # (two blocks in flight fit the 32 MiB L3 of this machine with room to spare; 256 tiles per
@@ -115,7 +115,7 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
            stride: int, pad: int) -> np.ndarray:
     """Twin of ``ops.col2im``: scatter-add (OC*kh*kw, N*H*W) columns into (OC, N, OH, OW)."""
     oc, n, h, w = shape
-    oh, ow = (h - 1) * stride - 2 * pad + kh, (w - 1) * stride - 2 * pad + kw
+    oh, ow = transposed_out_size(h, kh, stride, pad), transposed_out_size(w, kw, stride, pad)
     y = np.zeros((oc, n, oh, ow), dtype=np.float32)
     _col2im_kernel(cols, h, w, kh, kw, stride, pad, y)
     return y
@@ -432,13 +432,3 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     _run_blocks(list(range(0, rows, per_block)), work)
     return y
 
-
-def _identity(a):
-    return a
-
-
-def backend() -> Backend:
-    """The "numba" row of ``w2x.backend``'s table."""
-    return Backend("numba", np, im2col, col2im, bias_leaky_relu, channel_mean, se_scale,
-                   crop_add, matmul, _identity, _identity,
-                   winograd_conv3x3=winograd_conv3x3, kn2row=True)

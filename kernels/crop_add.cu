@@ -5,7 +5,7 @@
 //   b    float32 (C, N, H + 2*crop, W + 2*crop), C-contiguous
 //   out  float32 (C, N, H, W):  out[c, n, y, x] = a[c, n, y, x] + b[c, n, y + crop, x + crop]
 //
-// Launch, with BLOCK = 256 threads (w2x/_cuda.py:BLOCK):
+// Launch, with BLOCK = 256 threads (w2x/nn/cuda.py:BLOCK):
 //   block (BLOCK, 1, 1), grid (ceil(H*W / BLOCK), min(C*N, 65535), 1).
 // A thread owns pixel q = y*W + x of planes p = c*N + n = blockIdx.y, blockIdx.y + gridDim.y, ...
 //

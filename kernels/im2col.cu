@@ -7,7 +7,7 @@
 //   cols[(c*kh + i)*kw + j, (n*OH + oy)*OW + ox] = x[c, n, oy*stride + i, ox*stride + j]
 //   OH = (H - kh) / stride + 1, OW = (W - kw) / stride + 1
 //
-// Launch, with BLOCK = 256 threads (w2x/_cuda.py:BLOCK):
+// Launch, with BLOCK = 256 threads (w2x/nn/cuda.py:BLOCK):
 //   block (BLOCK, 1, 1), grid (ceil(M / BLOCK), min(C*kh*kw, 65535), 1).
 // A thread owns one column m and writes it in rows blockIdx.y, blockIdx.y + gridDim.y, ...;
 // neighbouring threads write neighbouring addresses of a row (coalesced).

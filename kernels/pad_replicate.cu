@@ -5,7 +5,7 @@
 //   y  float32 (C, OH, OW), OH = H + top + bottom, OW = W + left + right:
 //      y[c, oy, ox] = x[c, clamp(oy - top, 0, H - 1), clamp(ox - left, 0, W - 1)]
 //
-// Launch, with BLOCK = 256 threads (w2x/_cuda.py:BLOCK):
+// Launch, with BLOCK = 256 threads (w2x/nn/cuda.py:BLOCK):
 //   block (BLOCK, 1, 1), grid (ceil(OH*OW / BLOCK), min(C, 65535), 1).
 // A thread owns pixel q = oy*OW + ox of channels blockIdx.y, blockIdx.y + gridDim.y, ...
 //

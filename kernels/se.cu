@@ -5,7 +5,7 @@
 // w2x_channel_mean_f32:  x float32 (C, N, H, W) -> z float32 (C, N), z[c, n] = mean of plane (c, n)
 //   The sum is accumulated in double and rounded once, so it is at least as exact as the
 //   reference's pairwise float32 sum; the two differ by float32 rounding only.
-//   Launch: block (BLOCK, 1, 1), BLOCK = 256 (w2x/_cuda.py:BLOCK; any multiple of 32 <= 1024),
+//   Launch: block (BLOCK, 1, 1), BLOCK = 256 (w2x/nn/cuda.py:BLOCK; any multiple of 32 <= 1024),
 //   grid (min(C*N, 2^31 - 1), 1, 1); block b reduces planes b, b + gridDim.x, ...
 //   reference: w2x/nn/ops.py:channel_mean
 //

@@ -1,6 +1,6 @@
 """Slow, obvious loop references for the network primitives (tests only).
 
-Written from the definitions, in float64, sharing no code with w2x/ops.py.
+Written from the definitions, in float64, sharing no code with w2x/nn/ops.py.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def model_entries(arch: str, channels: int = 3, seed: int = 0, scale: float = 0.
         })
     a = ARCHS[arch]
     entries[0]["model_config"] = {"arch_name": arch, "channels": channels, "offset": a.offset,
-                                  "scale_factor": a.scale}
+                                  "scale_factor": a.scale_factor}
     return entries
 
 

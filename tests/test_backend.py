@@ -1,13 +1,16 @@
-"""The backend switch (``w2x/backend.py``): names, "auto", missing packages, and that every
-backend runs the real networks to the numpy backend's result."""
+"""The backend switch (``w2x/nn/backend.py``): names, "auto", missing packages, kernels found
+from a plain checkout, and that every backend runs the real networks to the numpy result."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import MODEL_DIR, available_backends
+from conftest import IMAGES, MODEL_DIR, available_backends
 from w2x import load_model
 from w2x.nn import ops
 from w2x.nn.backend import Backend, BackendUnavailableError, get_backend
@@ -50,7 +53,7 @@ def test_numba_backend_comes_from_kernels_cpu_numba():
     pytest.importorskip("numba")
     from w2x.kernels import cpu_numba
     be = get_backend("numba")
-    assert be.name == "numba" and be.xp is np
+    assert be.name == "numba" and be.device == "cpu" and be.xp is np
     assert be.im2col is cpu_numba.im2col and be.matmul is cpu_numba.matmul
 
 
@@ -72,27 +75,46 @@ def test_auto_picks_cupy_then_numba_then_numpy():
     assert get_backend("auto").name.startswith(expected)
 
 
-def _hide_module(monkeypatch, package, name):
-    """Make ``from package import name`` raise ImportError, as when its dependency is missing."""
-    monkeypatch.delattr(package, name, raising=False)
-    monkeypatch.setitem(sys.modules, f"{package.__name__}.{name}", None)
-
-
 def test_missing_numba_is_a_backend_unavailable_error_and_auto_falls_back(monkeypatch, fresh_cache):
-    import w2x
-    import w2x.kernels
-    _hide_module(monkeypatch, w2x.kernels, "cpu_numba")
-    _hide_module(monkeypatch, w2x, "_cuda")
+    from w2x.nn import cuda
+    monkeypatch.setitem(sys.modules, "w2x.kernels.cpu_numba", None)   # import fails, as without numba
+    monkeypatch.setattr(cuda, "cupy", None)
     with pytest.raises(BackendUnavailableError, match="pip install 'w2x\\[cpu\\]' or use --backend numpy"):
         get_backend("numba")
     assert get_backend("auto").name == "numpy"
 
 
 def test_missing_cupy_is_a_backend_unavailable_error(monkeypatch, fresh_cache):
-    import w2x
-    _hide_module(monkeypatch, w2x, "_cuda")
+    from w2x.nn import cuda
+    monkeypatch.setattr(cuda, "cupy", None)
     with pytest.raises(BackendUnavailableError, match="pip install 'w2x\\[gpu\\]'"):
         get_backend("cupy")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Runs a module as ``PYTHONPATH=. python -m`` would in a checkout that was never pip-installed:
+# setuptools' editable-install finders (which map w2x.kernels to kernels/) are removed first.
+_PLAIN_CHECKOUT = ("import runpy, sys; "
+                   "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in "
+                   "getattr(f, '__module__', '') and 'editable' not in type(f).__name__.lower()]; "
+                   "sys.argv[0] = 'w2x'; runpy.run_module(sys.argv.pop(1), run_name='__main__')")
+
+
+@pytest.mark.skipif(not (IMAGES / "miku_small.png").is_file(), reason="needs ../shared/images")
+def test_plain_checkout_runs_the_numba_backend(tmp_path):
+    pytest.importorskip("numba")
+    out = tmp_path / "x.png"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", _PLAIN_CHECKOUT, "w2x", "-i", str(IMAGES / "miku_small.png"),
+                        "-o", str(out), "--backend", "numba", "--style", "vgg_7/art", "-m", "scale"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file()
+    probe = subprocess.run([sys.executable, "-c", _PLAIN_CHECKOUT.replace(
+        "runpy.run_module(sys.argv.pop(1), run_name='__main__')",
+        "import w2x.nn.kernel_files as k; print(k.package().__file__)")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == str(ROOT / "kernels" / "__init__.py"), probe.stderr
 
 
 NETWORKS = [  # (model, input tile): each arch once, sizes that cunet's graph accepts

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import IMAGES, model_path
-from w2x import anyscale, load_model, reconstruct
+from w2x import anyscale, load_model, pipeline, reconstruct
 from w2x.cli import batch
 from w2x.anyscale import Target
 from w2x.cli.batch import Conversion, Job, Source, UsageError
@@ -243,17 +243,17 @@ def test_any_scale_denoises_once_then_doubles_then_downscales():
     noise = load_model(model_path("vgg_7/art/noise1_model.json.gz"))
     up = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz"))
     kw = dict(tile_size=56, backend="numpy")
-    four = reconstruct.scale(up, reconstruct.scale(up, reconstruct.image(noise, x, **kw), **kw), **kw)
+    four = reconstruct.upscale2x(up, reconstruct.upscale2x(up, reconstruct.denoise(noise, x, **kw), **kw), **kw)
     opts = Options(mode="noise_scale", style="vgg_7/art", backend="numpy", tile_size=56)
-    got4, _ = anyscale.process(x, None, opts, Target(4.0))
+    got4, _ = pipeline.convert_planes(x, None, opts, Target(4.0))
     assert got4.shape == (3, 40, 40)
     assert np.abs(got4 - four).max() <= FLOAT_ATOL
-    got3, _ = anyscale.process(x, None, opts, Target(3.0))
+    got3, _ = pipeline.convert_planes(x, None, opts, Target(3.0))
     assert got3.shape == (3, 30, 30)
     assert np.abs(got3 - anyscale.resize(four, 30, 30, "lanczos")).max() <= FLOAT_ATOL
     # denoising again in the second pass would change the result
-    twice = reconstruct.scale(up, reconstruct.image(noise, reconstruct.scale(
-        up, reconstruct.image(noise, x, **kw), **kw), **kw), **kw)
+    twice = reconstruct.upscale2x(up, reconstruct.denoise(noise, reconstruct.upscale2x(
+        up, reconstruct.denoise(noise, x, **kw), **kw), **kw), **kw)
     assert np.abs(twice - four).max() > 0.01
 
 
@@ -262,12 +262,12 @@ def test_alpha_takes_the_same_passes_and_resize():
     a = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255       # (4, H, W)
     assert a[3].min() == 0 and a[3].max() == 1
     opts = Options(mode="scale", style="vgg_7/art", backend="numpy", tile_size=48)
-    rgb, alpha = anyscale.process(np.ascontiguousarray(a[:3]), a[3:], opts, Target(1.5))
+    rgb, alpha = pipeline.convert_planes(np.ascontiguousarray(a[:3]), a[3:], opts, Target(1.5))
     assert rgb.shape == (3, 24, 24) and alpha.shape == (1, 24, 24)
     assert alpha.min() == 0 and alpha.max() == 1                        # clipped after Lanczos
     # the alpha went through the same 2x pass (the scale model) and the same resize
     up = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz"))
-    a2 = reconstruct.scale(up, a[3:], tile_size=128, backend="numpy")  # alpha's own tile size
+    a2 = reconstruct.upscale2x(up, a[3:], tile_size=128, backend="numpy")  # alpha's own tile size
     assert np.abs(alpha - anyscale.resize(a2, 24, 24, "lanczos")).max() <= FLOAT_ATOL
 
 

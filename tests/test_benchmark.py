@@ -189,5 +189,5 @@ def test_bsd100_upconv_7_photo_matches_published_table():
     from conftest import MODEL_DIR
     from w2x import load_model, reconstruct
     model = load_model(MODEL_DIR / "upconv_7/photo/scale2.0x_model.json.gz")
-    scores = run(DATASETS / "BSD100", model_fn=lambda x: reconstruct.scale(model, x, backend="auto"))
+    scores = run(DATASETS / "BSD100", model_fn=lambda x: reconstruct.upscale2x(model, x, backend="auto"))
     assert round(mean_psnr(scores, "model_psnr"), 3) == BSD100_PUBLISHED_UPCONV_7_PHOTO

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import IMAGES, MODEL_DIR
-from w2x import anyscale
+from w2x import anyscale, pipeline
 from w2x.cli.main import main as cli_main
 from w2x.io import read_frames
 from w2x.pipeline import Options
@@ -72,8 +72,8 @@ def neko(tmp_path):
 
 def test_several_files_into_a_directory_and_models_load_once(tmp_path, capsys, monkeypatch):
     calls = []
-    real = anyscale.plan_models
-    monkeypatch.setattr(anyscale, "plan_models", lambda opts: calls.append(opts.mode) or real(opts))
+    real = pipeline.resolve_models
+    monkeypatch.setattr(pipeline, "resolve_models", lambda opts: calls.append(opts.mode) or real(opts))
     names = []
     for k in range(3):
         names.append(tmp_path / f"f{k}.png")
@@ -299,7 +299,7 @@ def test_every_frame_is_converted_with_timing_kept(tmp_path, capsys, ext, save_o
         assert after.disposal == before.disposal == ["none", "background", "previous"]
     opts = Options(mode="scale", style="vgg_7/art", backend="numpy", tile_size=48)
     for pic_in, pic_out in zip(before.frames, after.frames, strict=True):
-        want, _ = anyscale.process(pic_in.rgb, pic_in.alpha, opts)    # the still path, per frame
+        want, _ = pipeline.convert_planes(pic_in.rgb, pic_in.alpha, opts)    # the still path, per frame
         diff = np.abs(pic_out.rgb - want) * 255
         assert pic_out.rgb.shape == (3, 32, 32)
         assert (diff.mean() <= GIF_MEAN_LEVELS) if ext == ".gif" else (diff.max() <= 1)

@@ -1,4 +1,5 @@
-"""The GPU backend (w2x/_cuda.py, kernels/*.cu) and the tile streamer (w2x/gpu_stream.py).
+"""The GPU backend (w2x/nn/cuda.py, kernels/*.cu), the CUDA tile pipeline (w2x/nn/cuda_stream.py)
+and the device-memory planner (w2x/nn/memory.py); the one file of CuPy primitive tests.
 
 Tests marked ``gpu`` pit every CUDA primitive against its ``ops.py`` twin and run the network
 fixtures on the cupy backend; they skip with the reason where CuPy or a device is missing.
@@ -28,10 +29,11 @@ from conftest import MODEL_DIR, REFERENCE
 from w2x import load_model
 from w2x.nn import cuda as _cuda
 from w2x.nn import kernel_files
-from w2x import stream as gpu_stream
+from w2x import stream
+from w2x.nn import memory
 from w2x.nn import ops
 from w2x.nn.archs import ARCHS
-from w2x.nn.backend import Backend, BackendUnavailableError, get_backend
+from w2x.nn.backend import PRECISIONS, Backend, BackendUnavailableError, get_backend
 from w2x.nn.layers import Conv2d, ConvTranspose2d
 from w2x.nn.models import Model, ModelConfig
 
@@ -42,7 +44,7 @@ NETWORK_ATOL = 1e-4
 # tf32 / fp16 GEMM operands keep 10 mantissa bits.  Emulating that rounding on the CPU
 # (operands rounded to nearest, float64 sums) gives <= 2.4e-3 (0.62 of an 8-bit level) on
 # these fixtures; allow 2 levels for the tensor cores' own rounding and summation order
-# (tools/bench_gpu.py --parity prints the measured error per model).
+# (tools/speed_gpu.py --parity prints the measured error per model).
 REDUCED_PRECISION_ATOL = 2 / 255
 # Relative Frobenius error of one GEMM against float64: float32 sums of K <= 2304 products
 # stay near 1e-6; operands rounded to 10 mantissa bits (tf32, fp16) near 3e-4.
@@ -119,19 +121,23 @@ def test_launch_grid_rejects_planes_beyond_int32_and_launches_nothing_when_empty
 
 
 def _config(arch):
-    a = ARCHS[arch]
-    return ModelConfig(arch, 3, a.scale, a.offset, a.valid_sizes)
+    return ModelConfig(ARCHS[arch], 3)
+
+
+def _forward(net, x, be):
+    """The model's graph on (C, N, H, W) device arrays, as the streamers run it."""
+    return net.config.arch.forward(net.layers, x, be)
 
 
 def _random_model(arch, seed=0):
     """A model of ``arch`` with random weights, built without JSON (fast)."""
     a, rng = ARCHS[arch], _rng(seed)
-    layers = [Conv2d(0.05 * rng.standard_normal((s.out_channels, s.in_channels * s.k * s.k), np.float32),
+    layers = {s.name: Conv2d(0.05 * rng.standard_normal((s.out_channels, s.in_channels * s.k * s.k), np.float32),
                      np.zeros(s.out_channels, np.float32), s.k, s.stride) if s.kind == "conv" else
               ConvTranspose2d(0.05 * rng.standard_normal((s.out_channels * s.k * s.k, s.in_channels), np.float32),
                               np.zeros(s.out_channels, np.float32), s.k, s.stride, s.pad)
-              for s in a.spec(3)]
-    return Model(_config(arch), layers, a)
+              for s in a.spec(3)}
+    return Model(_config(arch), layers)
 
 
 @pytest.mark.parametrize("arch, tile", [("vgg_7", 64), ("upconv_7", 48), ("cunet", 100)])
@@ -143,37 +149,37 @@ def test_tile_bytes_dry_run_tracks_the_numpy_forward_peak(arch, tile):
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        y = model.run(x, plain)
+        y = _forward(model, x, plain)
         traced = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
-    forward = gpu_stream.tile_bytes(model.config, tile) - 2 * 4 * 3 * (tile * tile + y.shape[2] * y.shape[3])
+    forward = memory.tile_bytes(model.config, tile) - 2 * 4 * 3 * (tile * tile + y.shape[2] * y.shape[3])
     assert forward <= traced <= NUMPY_PEAK_EXCESS * forward
 
 
 def test_tile_bytes_rejects_tiles_the_arch_does_not_take():
     with pytest.raises(ValueError, match="does not accept 101"):
-        gpu_stream.tile_bytes(_config("cunet"), 101)
+        memory.tile_bytes(_config("cunet"), 101)
     with pytest.raises(ValueError, match="too small"):
-        gpu_stream.tile_bytes(_config("vgg_7"), 14)
+        memory.tile_bytes(_config("vgg_7"), 14)
 
 
-def test_plan_batch_scales_with_free_memory_and_refuses_a_tile_that_does_not_fit():
+def test_max_batch_scales_with_free_memory_and_refuses_a_tile_that_does_not_fit():
     cfg = _config("upcunet")
-    need = gpu_stream.tile_bytes(cfg, 256)
-    assert gpu_stream.plan_batch(cfg, 256, free_bytes=int(10.5 * need), headroom=1.0) == 10
-    assert gpu_stream.plan_batch(cfg, 256, free_bytes=1000 * need) == gpu_stream.MAX_BATCH
+    need = memory.tile_bytes(cfg, 256)
+    assert memory.max_batch(cfg, 256, free_bytes=int(10.5 * need), headroom=1.0) == 10
+    assert memory.max_batch(cfg, 256, free_bytes=1000 * need) == memory.MAX_BATCH
     with pytest.raises(ValueError, match="smaller tile"):
-        gpu_stream.plan_batch(cfg, 256, free_bytes=need // 2)
+        memory.max_batch(cfg, 256, free_bytes=need // 2)
     # the issue's 16k x 16k output on a 16 GB card: 512 px upcunet tiles still batch
-    assert gpu_stream.plan_batch(cfg, 512, free_bytes=15 * 2**30) >= 2
+    assert memory.max_batch(cfg, 512, free_bytes=15 * 2**30) >= 2
 
 
 def test_cuda_module_imports_anywhere_and_backend_fails_cleanly_without_a_gpu():
     with pytest.raises(ValueError, match="precision"):
-        _cuda.backend("bf16")
+        get_backend("cupy", "bf16")
     try:
-        _cuda.backend()
+        _cuda.require_device()
     except BackendUnavailableError as e:
         assert "CuPy is not installed" in str(e) if _cuda.cupy is None else "CUDA" in str(e)
     else:
@@ -182,7 +188,7 @@ def test_cuda_module_imports_anywhere_and_backend_fails_cleanly_without_a_gpu():
         get_backend("cupy")
     assert get_backend("auto").name in ("numpy", "numba")
     with pytest.raises(BackendUnavailableError):
-        gpu_stream.plan_batch(_config("vgg_7"), 64)     # free memory of no device
+        memory.max_batch(_config("vgg_7"), 64)     # free memory of no device
 
 
 @pytest.fixture(scope="module")
@@ -199,10 +205,9 @@ SHAPES = [(3, 20, 20)] * 5 + [(3, 24, 18)] * 2 + [(3, 20, 20)]   # a shape chang
 
 
 def _collect(model, be, tiles, batch):
-    got = {}
-    n = gpu_stream.stream_tiles(model, be, iter(tiles), lambda i, y: got.setdefault(i, y.copy()), batch)
-    assert n == len(tiles) and list(got) == list(range(len(tiles)))   # every tile once, in order
-    return [got[i] for i in range(len(tiles))]
+    got = [(i, y.copy()) for i, y in stream.stream_tiles(model, be, iter(tiles), batch)]
+    assert [i for i, _ in got] == list(range(len(tiles)))              # every tile once, in order
+    return [y for _, y in got]
 
 
 def test_stream_tiles_on_the_host_matches_one_forward_per_tile(tiny_vgg):
@@ -215,9 +220,9 @@ def test_stream_tiles_on_the_host_matches_one_forward_per_tile(tiny_vgg):
 def test_stream_tiles_rejects_bad_batch_and_tiles(tiny_vgg):
     be = get_backend("numpy")
     with pytest.raises(ValueError, match="batch"):
-        gpu_stream.stream_tiles(tiny_vgg, be, [], print, 0)
+        list(stream.stream_tiles(tiny_vgg, be, [], 0))
     with pytest.raises(ValueError, match=r"tile 1: expected a \(3, h, w\)"):
-        gpu_stream.stream_tiles(tiny_vgg, be, _tiles([(3, 20, 20), (1, 20, 20)]), lambda i, y: None, 4)
+        list(stream.stream_tiles(tiny_vgg, be, _tiles([(3, 20, 20), (1, 20, 20)]), 4))
 
 
 def _tool(name):
@@ -228,11 +233,11 @@ def _tool(name):
 
 
 @pytest.mark.parametrize("arch, tile", [("upconv_7", 20), ("cunet", 100)])   # deconv; SE and skips
-def test_bench_torch_twin_computes_the_same_function(arch, tile):
+def test_speed_torch_twin_computes_the_same_function(arch, tile):
     torch = pytest.importorskip("torch")
     model = _random_model(arch, seed=3)
     x = _rng(2).random((1, 3, tile, tile), dtype=np.float32)                  # (N, C, t, t)
-    y = _tool("bench_gpu").torch_twin(model, "cpu")(torch.from_numpy(x)).numpy()
+    y = _tool("speed_gpu").torch_twin(model, "cpu")(torch.from_numpy(x)).numpy()
     ref = model.forward(x)
     assert ((ref > 0) & (ref < 1)).mean() > 0.1, "outputs clipped: the comparison would be vacuous"
     np.testing.assert_allclose(y, ref, atol=NETWORK_ATOL, rtol=0)
@@ -246,7 +251,7 @@ class _DevArray(np.ndarray):
 
 
 def _fake_cupy():
-    """Enough of CuPy for gpu_stream, on the host: copies run at once, events are no-ops."""
+    """Enough of CuPy for nn/cuda_stream.py, on the host: copies run at once, events are no-ops."""
     event = SimpleNamespace(synchronize=lambda: None)
 
     class Stream:
@@ -269,7 +274,7 @@ def _fake_cupy():
 @pytest.mark.parametrize("batch", [1, 2, 3, 8])   # odd and even batch counts, full and partial
 def test_stream_tiles_device_pipeline_bookkeeping_with_a_fake_cupy(tiny_vgg, batch):
     host = get_backend("numpy")
-    fake = Backend(**{**vars(host), "name": "cupy-fake", "xp": _fake_cupy()})
+    fake = Backend(**{**vars(host), "name": "cupy-fake", "device": "cuda", "xp": _fake_cupy()})
     tiles = _tiles(SHAPES, seed=1)
     expected = _collect(tiny_vgg, host, tiles, batch)   # same batches, so the same sums
     for y, e in zip(_collect(tiny_vgg, fake, tiles, batch), expected):
@@ -409,7 +414,7 @@ def test_emulated_elementwise_kernels_match_reference(emulated):
 @pytest.fixture(scope="module")
 def cp():
     try:
-        _cuda.backend()
+        get_backend("cupy")
     except BackendUnavailableError as e:
         pytest.skip(str(e))
     return _cuda.cupy
@@ -479,13 +484,13 @@ def test_pad_replicate_matches_reference(cp, pads):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", _cuda.PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("mkn", [(37, 19, 1001), (128, 1152, 4096), (1, 8, 3), (256, 64, 77)], ids=str)
 def test_matmul_matches_float64(cp, precision, mkn):
     m, k, n = mkn
     rng = _rng(m + k + n)
     a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
-    c = cp.asnumpy(_cuda.backend(precision).matmul(cp.asarray(a), cp.asarray(b)))
+    c = cp.asnumpy(get_backend("cupy", precision).matmul(cp.asarray(a), cp.asarray(b)))
     ref = a.astype(np.float64) @ b
     assert c.dtype == np.float32 and c.shape == (m, n)
     assert np.linalg.norm(c - ref) / np.linalg.norm(ref) <= GEMM_RTOL[precision]
@@ -502,25 +507,25 @@ def models():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", _cuda.PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("entry", _entries())
 def test_network_fixture_on_cupy(cp, models, entry, precision):
     ref = np.load(REFERENCE / entry["file"])
-    y = models(entry["model"]).forward(ref["input"], _cuda.backend(precision))
+    y = models(entry["model"]).forward(ref["input"], get_backend("cupy", precision))
     assert y.shape == ref["output"].shape
     tol = NETWORK_ATOL if precision == "fp32" else REDUCED_PRECISION_ATOL
     assert np.abs(y - ref["output"]).max() <= tol
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", _cuda.PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_stream_tiles_on_gpu_matches_one_forward_per_batch(cp, tiny_vgg, precision):
-    be = _cuda.backend(precision)
+    be = get_backend("cupy", precision)
     tiles = _tiles(SHAPES, seed=2)
     streamed = _collect(tiny_vgg, be, tiles, batch=3)
     net = tiny_vgg.on(be)
-    for start, group in gpu_stream._batches(tiles, 3, 3):          # the same batches, run plainly
-        y = cp.asnumpy(net.run(cp.asarray(np.stack(group, axis=1)), be))   # (C, N, oh, ow)
+    for start, group in stream._batches(tiles, 3, 3):              # the same batches, run plainly
+        y = cp.asnumpy(_forward(net, cp.asarray(np.stack(group, axis=1)), be))   # (C, N, oh, ow)
         for i in range(len(group)):
             np.testing.assert_allclose(streamed[start + i], y[:, i], atol=NETWORK_ATOL, rtol=0)
     if precision == "fp32":
@@ -531,23 +536,23 @@ def test_stream_tiles_on_gpu_matches_one_forward_per_batch(cp, tiny_vgg, precisi
 @pytest.mark.gpu
 @pytest.mark.parametrize("arch, tile", [("vgg_7", 64), ("upcunet", 76), ("cunet", 100)])
 def test_tile_bytes_bounds_what_a_forward_takes_from_the_pool(cp, arch, tile):
-    model, be, n = _random_model(arch), _cuda.backend(), 2
+    model, be, n = _random_model(arch), get_backend("cupy"), 2
     net = model.on(be)
     x = cp.asarray(_rng(0).random((3, n, tile, tile), dtype=np.float32))
     pool = cp.get_default_memory_pool()
     cp.cuda.Device().synchronize()
     pool.free_all_blocks()
     before = pool.total_bytes()
-    net.run(x, be)
+    _forward(net, x, be)
     cp.cuda.Device().synchronize()
-    assert pool.total_bytes() - before <= POOL_SLACK * n * gpu_stream.tile_bytes(model.config, tile)
+    assert pool.total_bytes() - before <= POOL_SLACK * n * memory.tile_bytes(model.config, tile)
 
 
 @pytest.mark.gpu
 def test_kernels_compile_once_per_device_and_get_backend_finds_cupy(cp):
     before = _cuda._module.cache_info().currsize
-    _cuda.backend("fp16")
+    get_backend("cupy", "fp16")
     assert _cuda._module.cache_info().currsize == before   # already loaded on this device
     be = get_backend("cupy")
     assert be.name == "cupy" and be.xp is cp
-    assert gpu_stream.plan_batch(_config("cunet"), 256) >= 1
+    assert memory.max_batch(_config("cunet"), 256) >= 1

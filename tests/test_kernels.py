@@ -1,10 +1,9 @@
-"""Every backend's primitives against their ``w2x/ops.py`` reference twins.
+"""The CPU twins' primitives (numba, ``kernels/cpu_numba.py``) against their ``w2x/nn/ops.py``
+reference twins; the CuPy twins have theirs in tests/test_cuda.py.
 
-One test body per primitive, parametrised over the backends that are not the reference
-itself: numba where installed, cupy (marked gpu) where a CUDA device exists.  Shapes are
-random and include the edges: 1x1 outputs, odd sizes with stride 2, one channel, several
-tiles, non-contiguous views.  Inputs go through ``be.to_device`` and results back through
-``be.to_host``, so the same bodies serve the GPU.
+One test body per primitive, over the CPU backends that are not the reference itself.
+Shapes are random and include the edges: 1x1 outputs, odd sizes with stride 2, one channel,
+several tiles, non-contiguous views.
 """
 from __future__ import annotations
 
@@ -17,12 +16,13 @@ from conftest import available_backends
 from w2x.nn import ops
 from w2x.nn.backend import get_backend
 
-TWIN_BACKENDS = [p for p in available_backends() if p.id != "numpy"]
+TWIN_BACKENDS = [p for p in available_backends() if p.id not in ("numpy", "cupy")]
 
 # im2col, crop_add, se_scale and bias_leaky_relu are single IEEE operations per element
 # (copy, add, multiply, add then max): any correct kernel is bit-identical.
 EXACT = 0.0
-# col2im sums <= kh*kw/stride^2 (<= 4 here) O(1) terms, possibly in another order (GPU atomics).
+# col2im sums <= kh*kw/stride^2 (<= 4 here) O(1) terms; the numba kernel gathers them in
+# the reference's (i, j) order, but the compiler may contract or reorder the adds.
 COL2IM_ATOL = 1e-5
 # channel_mean: float32 means of O(1) values summed in another order (NumPy sums pairwise).
 MEAN_RTOL = 1e-5

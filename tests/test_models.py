@@ -22,7 +22,7 @@ from w2x.cli.main import main as cli_main
 ])
 def test_real_models_load_with_their_geometry(rel, arch, channels, scale, offset):
     c = load_model(model_path(rel)).config
-    assert (c.arch_name, c.channels, c.scale, c.offset) == (arch, channels, scale, offset)
+    assert (c.arch_name, c.channels, c.scale_factor, c.offset) == (arch, channels, scale, offset)
 
 
 @pytest.mark.parametrize("arch", ["vgg_7", "upconv_7", "cunet", "upcunet"])
@@ -44,23 +44,25 @@ def test_gzip_and_plain_json_load_the_same(tmp_path):
     (tmp_path / "m.json.gz").write_bytes(gzip.compress(json.dumps(entries).encode()))
     a = load_model(write_model(tmp_path / "m.json", entries))
     b = load_model(tmp_path / "m.json.gz")
-    np.testing.assert_array_equal(a.layers[3].w2d, b.layers[3].w2d)
+    np.testing.assert_array_equal(a.layers["conv4"].w2d, b.layers["conv4"].w2d)
 
 
-def _broken(entries_fn):
+def _broken(entries_fn, arch="vgg_7"):
     def make(tmp_path):
-        entries = model_entries("vgg_7", seed=4)
+        entries = model_entries(arch, seed=4)
         entries_fn(entries)
         return write_model(tmp_path / "bad.json", entries)
     return make
 
 
 BAD_MODELS = {
-    "layer 3: weight has shape": _broken(lambda e: e[3].update(weight=np.zeros((64, 64, 3, 2)).tolist())),
-    "layer 2: missing key": _broken(lambda e: e[2].pop("bias")),
+    r"layer 3 \(conv4\): weight has shape": _broken(lambda e: e[3].update(weight=np.zeros((64, 64, 3, 2)).tolist())),
+    r"layer 2 \(conv3\): missing key": _broken(lambda e: e[2].pop("bias")),
     "vgg_7 has 7 layers, the file has 6": _broken(lambda e: e.pop()),
     "NaN or infinity": _broken(lambda e: e[1]["bias"].__setitem__(0, float("nan"))),
-    "layer 4: expected conv 64->128": _broken(lambda e: e[4].update(nOutputPlane=96)),
+    r"layer 4 \(conv5\): expected conv 64->128": _broken(lambda e: e[4].update(nOutputPlane=96)),
+    r"layer 17 \(unet2.down2\): expected conv 128->128 k2 s2": _broken(lambda e: e[17].update(dW=1, dH=1),
+                                                                      arch="cunet"),
     "architecture 'resnet_14l' is not supported": _broken(lambda e: e[0]["model_config"].update(arch_name="resnet_14l")),
     "bias has shape": _broken(lambda e: e[5].update(bias=[0.0] * 3)),
 }

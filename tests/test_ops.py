@@ -7,7 +7,7 @@ import pytest
 from naive import conv2d_naive, conv_transpose2d_naive
 from w2x.nn import ops
 from w2x.nn.backend import get_backend
-from w2x.nn.layers import Conv2d, ConvTranspose2d
+from w2x.nn.layers import KN2ROW_MIN_RATIO, Conv2d, ConvTranspose2d
 
 # float32 GEMM vs float64 loops over <= 128*9 products of O(1) terms: ~1e-6 rounding.
 FLOAT32_ATOL = 1e-4
@@ -50,10 +50,35 @@ def test_conv2d_matches_naive_loop(case, backend):
     wt = rng.standard_normal((oc, c, k, k))
     b = rng.standard_normal(oc)
     be = get_backend(backend)
-    layer = Conv2d(be.to_device(wt.reshape(oc, -1).astype(np.float32)), be.to_device(b.astype(np.float32)), k, s)
+    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), k, s).on(be)
+    # the path this backend takes: kn2row for narrow layers, Winograd for other 3x3 stride-1
+    kn2row = be.kn2row and k > 1 and s == 1 and c >= KN2ROW_MIN_RATIO * oc
+    assert (layer.kn2row_w is not None) == kn2row
+    assert (layer.winograd_u is not None) == (be.winograd_conv3x3 is not None and k == 3 and s == 1 and not kn2row)
     x_cnhw = be.to_device(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32))
     y = be.to_host(layer(x_cnhw, be, None)).transpose(1, 0, 2, 3)  # (OC, N, ..) -> (N, OC, ..)
     np.testing.assert_allclose(y, conv2d_naive(x, wt, b, s), atol=FLOAT32_ATOL)
+
+
+def test_kn2row_matches_its_shifted_planes_loop():
+    """kn2row (layers.Conv2d._kn2row) against a loop over its own definition: one product
+    per kernel offset (i, j), each plane shifted by (i, j) and summed."""
+    rng = _rng(7)
+    n, c, h, w, oc, k = 2, 16, 7, 9, 3, 3
+    x = rng.standard_normal((c, n, h, w))
+    wt = rng.standard_normal((oc, c, k, k))
+    b = rng.standard_normal(oc)
+    be = get_backend("numpy")
+    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), k).on(be)
+    assert layer.kn2row_w is not None
+    want = np.zeros((oc, n, h - k + 1, w - k + 1))
+    for i in range(k):
+        for j in range(k):
+            plane = np.einsum("oc,cnhw->onhw", wt[:, :, i, j], x)               # (OC, N, H, W)
+            want += plane[:, :, i:i + h - k + 1, j:j + w - k + 1]
+    want += b[:, None, None, None]
+    got = layer(x.astype(np.float32), be, None)
+    np.testing.assert_allclose(got, want, atol=FLOAT32_ATOL)
 
 
 @pytest.mark.parametrize("case", DECONV_CASES, ids=str)
@@ -64,8 +89,8 @@ def test_conv_transpose2d_matches_scatter_loop(case, backend):
     wt = rng.standard_normal((c, oc, k, k))
     b = rng.standard_normal(oc)
     be = get_backend(backend)
-    layer = ConvTranspose2d(be.to_device(np.ascontiguousarray(wt.reshape(c, -1).T, dtype=np.float32)),
-                            be.to_device(b.astype(np.float32)), k, s, p)
+    layer = ConvTranspose2d(np.ascontiguousarray(wt.reshape(c, -1).T, dtype=np.float32),
+                            b.astype(np.float32), k, s, p).on(be)
     x_cnhw = be.to_device(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32))
     y = be.to_host(layer(x_cnhw, be, None)).transpose(1, 0, 2, 3)
     np.testing.assert_allclose(y, conv_transpose2d_naive(x, wt, b, s, p), atol=FLOAT32_ATOL)

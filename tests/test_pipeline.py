@@ -14,7 +14,9 @@ from w2x import load_model, reconstruct
 from w2x.alpha import make_border
 from w2x.cli.main import main as cli_main
 from w2x.io import read_image
-from w2x.tiling import plan, snap_tile_size
+from reference_net import sequential_net, to_integers
+from w2x.nn.ops import pad_replicate
+from w2x.tiling import snap_tile_size, tile_grid
 
 # BLAS blocks GEMMs differently for different tile widths, reordering float32 sums.
 TILE_INVARIANCE_ATOL = 1e-5
@@ -35,10 +37,10 @@ def _float(path, size=None):
 def test_local_nets_do_not_depend_on_tile_size(rel):
     model = load_model(model_path(rel))
     x = _float(IMAGES / "miku_small_noisy.png", (70, 90))
-    net_in = 2 * max(x.shape[1:]) if model.config.scale == 1 else max(x.shape[1:])
+    net_in = 2 * max(x.shape[1:]) if model.config.scale_factor == 1 else max(x.shape[1:])
     whole = net_in + 2 * model.config.input_offset          # one tile holds everything
-    outs = [reconstruct.scale(model, x, tile_size=t) for t in (64, 256, whole)]
-    assert len(plan(*(np.array(x.shape[1:]) * (2 // model.config.scale)), model.config, whole)) == 1
+    outs = [reconstruct.upscale2x(model, x, tile_size=t) for t in (64, 256, whole)]
+    assert len(tile_grid(*(np.array(x.shape[1:]) * (2 // model.config.scale_factor)), model.config, whole)) == 1
     for y in outs[1:]:
         assert y.shape == (3, 140, 180)
         assert np.abs(y - outs[0]).max() <= TILE_INVARIANCE_ATOL
@@ -49,7 +51,7 @@ def test_cunet_tile_sizes_snap_like_find_valid_block_size():
     assert snap_tile_size(up, 256) == 256
     assert snap_tile_size(up, 254) == 252        # tie: the first (smaller) valid size wins
     assert snap_tile_size(up, 10) == 76 and snap_tile_size(up, 4000) == 512
-    g = plan(100, 33, up, 256)
+    g = tile_grid(100, 33, up, 256)
     assert (g.tile, g.step, g.pad_lo, g.out_tile) == (256, 220, 18, 440)
     assert g.pad_bottom == 220 + 18 - 100 and g.pad_right == 220 + 18 - 33
 
@@ -126,11 +128,10 @@ def test_grey_input_gives_grey_output(tmp_path):
     assert cli_main(["-i", str(IMAGES / "tone.png"), "-o", str(out), "-m", "scale", "--style", "vgg_7/art"]) == 0
     res = Image.open(out)
     assert res.mode == "L" and res.size == (496, 152)
-    # the grey written is the luma of the RGB result
-    model = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz"))
-    y = reconstruct.scale(model, a[:, :, :3].transpose(2, 0, 1).astype(np.float32) / 255)
+    # the grey written is the luma of the RGB result (independent whole-image reference)
+    y = sequential_net(model_path("vgg_7/art/scale2.0x_model.json.gz"), a[:, :, :3].transpose(2, 0, 1) / 255, 2)
     luma = 0.299 * y[0] + 0.587 * y[1] + 0.114 * y[2]
-    assert np.abs(np.asarray(res).astype(float) - luma * 255).max() <= 1.0
+    assert np.abs(np.asarray(res).astype(int) - to_integers(luma, 8)).max() <= 1
 
 
 def test_16bit_input_keeps_precision_and_depth_16_output(tmp_path):
@@ -146,13 +147,13 @@ def test_16bit_input_keeps_precision_and_depth_16_output(tmp_path):
     w, h, rows, info = png.Reader(filename=str(out)).asDirect()
     assert info["bitdepth"] == 16
     got = np.array(list(rows), dtype=np.int64).reshape(h, w, 3)
-    # expected: the float net on the exact 16-bit values, rounded by encode_png's 16-bit rule
-    model = load_model(model_path("vgg_7/photo/noise1_model.json.gz"))
-    y = reconstruct.image(model, img16.transpose(2, 0, 1).astype(np.float32) / 65535)
-    want = np.floor(np.clip(y + (0.5 - 0.5e-7) / 65535, 0, 1) * 65535).transpose(1, 2, 0)
-    assert np.abs(got - want).max() <= 1
+    # expected: the net on the exact 16-bit values (independent whole-image reference),
+    # rounded by encode_png's 16-bit rule
+    path = model_path("vgg_7/photo/noise1_model.json.gz")
+    y = sequential_net(path, img16.transpose(2, 0, 1) / 65535, 1)
+    assert np.abs(got - to_integers(y, 16).transpose(1, 2, 0)).max() <= 1
     # the input's low bits mattered: an 8-bit-truncated input gives a different result
-    y8 = reconstruct.image(model, (img16 // 257).transpose(2, 0, 1).astype(np.float32) / 255)
+    y8 = sequential_net(path, (img16 // 257).transpose(2, 0, 1) / 255, 1)
     assert np.abs(y8 - y).max() > 1e-3
 
 
@@ -172,8 +173,8 @@ def _tta_expected(f, x, ids):
 def test_tta_levels_average_the_original_patterns(level, ids):
     model = load_model(model_path("vgg_7/photo/noise2_model.json.gz"))
     x = _float(IMAGES / "lena.png", (40, 56))
-    plain = lambda a: reconstruct.image(model, a, tile_size=64)  # noqa: E731
-    got = reconstruct.image(model, x, tile_size=64, tta_level=level)
+    plain = lambda a: reconstruct.denoise(model, a, tile_size=64)  # noqa: E731
+    got = reconstruct.denoise(model, x, tile_size=64, tta_level=level)
     assert got.shape == x.shape
     np.testing.assert_allclose(got, _tta_expected(plain, x, ids), atol=TTA_ATOL)
     assert np.abs(got - plain(x)).max() > 1e-3  # TTA changes the result
@@ -185,7 +186,7 @@ def test_y_model_scale_luma_from_net_chroma_from_lanczos():
     from w2x.resize import gm_resize
     model = load_model(model_path("vgg_7/art_y_chainer/scale2.0x_model.json.gz"))
     x = _float(IMAGES / "lena.png", (30, 40))
-    got = reconstruct.scale(model, x)
+    got = reconstruct.upscale2x(model, x)
     to_yuv = np.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
     luma_nn = np.repeat(np.repeat(np.tensordot(to_yuv[0], x, 1), 2, 0), 2, 1)   # (60, 80)
     padded = np.pad(luma_nn, 7, mode="edge")[None, None].astype(np.float32)    # one whole tile
@@ -200,7 +201,23 @@ def test_y_model_scale_luma_from_net_chroma_from_lanczos():
 
 def test_local_net_tiles_shrink_to_small_images_cunet_tiles_do_not():
     vgg = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz")).config
-    g = plan(24, 30, vgg, 256)
+    g = tile_grid(24, 30, vgg, 256)
     assert (g.tile, g.n_h, g.n_w) == (44, 1, 1)
     up = load_model(model_path("cunet/art/scale2.0x_model.json.gz")).config
-    assert plan(24, 30, up, 256).tile == 256
+    assert tile_grid(24, 30, up, 256).tile == 256
+
+
+@pytest.mark.parametrize("prescale", [1, 2])
+def test_gather_tile_is_pad_replicate_of_nearest(prescale):
+    """run_net's stage 1 reads each tile through clamped, divided indices instead of building
+    the pre-scaled, padded image: the same pixels as ``pad_replicate(nearest(x))``."""
+    model = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz"))
+    x = np.random.default_rng(3).random((3, 13, 17), dtype=np.float32)
+    h, w = 13 * prescale, 17 * prescale
+    grid = tile_grid(h, w, model.config, 20)
+    nearest = np.repeat(np.repeat(x, prescale, axis=1), prescale, axis=2)
+    padded = pad_replicate(nearest, grid.pad_lo, grid.pad_bottom, grid.pad_lo, grid.pad_right)
+    assert len(grid) > 4                       # corner, edge and inner tiles
+    for r, q in grid.tiles():
+        np.testing.assert_array_equal(reconstruct.gather_tile(x, grid, r, q, prescale),
+                                      padded[:, r:r + grid.tile, q:q + grid.tile])

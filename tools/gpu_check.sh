@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Tools: the one prepared GPU check of the cupy backend (w2x/_cuda.py, kernels/*.cu,
-# w2x/gpu_stream.py), for a machine with an NVIDIA GPU and no network; about 5-8 minutes
+# Tools: the one prepared GPU check of the cupy backend (w2x/nn/cuda.py, kernels/*.cu,
+# w2x/nn/cuda_stream.py, w2x/nn/memory.py), for a machine with an NVIDIA GPU and no network; about 5-8 minutes
 # on an H100.
 #
 #   bash tools/gpu_check.sh --stage   # here, with ../shared and PyPI: copies what the GPU tests and
@@ -13,7 +13,7 @@
 #        (or .whl/, e.g. cupy-cuda12x) are installed to /tmp/site only for imports that fail;
 #     2. pytest -m gpu: tests/test_cuda.py (every kernel vs ops.py, GEMM precisions, fixtures
 #        in fp32/tf32/fp16, the streamer) and the parity suite on the cupy backend;
-#     3. tools/bench_gpu.py: parity loss per precision, seconds per output megapixel of
+#     3. tools/speed_gpu.py: parity loss per precision, seconds per output megapixel of
 #        vgg_7, upconv_7, upcunet, cunet in fp32/tf32/fp16, streamed and against PyTorch;
 #     4. a summary: the pytest verdict, the tables, PASS/FAIL against the issue's bars.
 # Logs and bench.json go to $OUT when set (the device tool brings it back), else build/gpu_check.
@@ -96,7 +96,7 @@ timeout 300 "$PY" -m pytest -m gpu -q -rfEs -p no:cacheprovider tests 2>&1 | tee
 pytest_rc=${PIPESTATUS[0]}
 
 echo "== 3. benchmark"
-timeout 240 "$PY" tools/bench_gpu.py --precision fp32 tf32 fp16 --vs-torch --stream --parity \
+timeout 240 "$PY" tools/speed_gpu.py --precision fp32 tf32 fp16 --vs-torch --stream --parity \
     --json "$LOG/bench.json" 2>&1 | tee "$LOG/bench.log" | tail -40
 bench_rc=${PIPESTATUS[0]}
 
@@ -105,6 +105,6 @@ if ! grep -q " passed" "$LOG/pytest.log"; then
     echo "NO GPU TEST RAN: CuPy or the device is not usable (see step 1)"; pytest_rc=1
 fi
 echo "pytest -m gpu: exit $pytest_rc ($(tail -1 "$LOG/pytest.log"))"
-echo "bench_gpu:     exit $bench_rc"
+echo "speed_gpu:     exit $bench_rc"
 grep -E "^(PASS|FAIL)" "$LOG/bench.log"
 [ "$pytest_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

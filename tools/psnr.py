@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """PSNR benchmark as the original's tools/benchmark.lua; see `w2x.benchmark` for the protocol.
 
-    python tools/benchmark.py ../shared/datasets/BSD100 --bicubic-only
-    python tools/benchmark.py ../shared/datasets/BSD100 --style vgg_7/photo --tta-level 8
+    python tools/psnr.py ../shared/datasets/BSD100 --bicubic-only
+    python tools/psnr.py ../shared/datasets/BSD100 --style vgg_7/photo --tta-level 8
 """
 import sys
 from pathlib import Path

@@ -2,13 +2,13 @@
 """CPU speed benchmark (tooling, not inference): seconds per output megapixel and peak RSS
 of each backend on the four architectures, optionally against PyTorch's CPU convolution.
 
-    python tools/bench.py                                   # numpy + numba, 2 threads, lena.png
-    python tools/bench.py --vs-torch                        # + PyTorch in this process, ratios
-    python tools/bench.py --vs-torch --torch-malloc-tuned   # + PyTorch with glibc malloc tuned
-    python tools/bench.py --rss-size 4000 --archs upconv_7  # peak RSS of w2x.reconstruct on 4000x4000
+    python tools/speed.py                                   # numpy + numba, 2 threads, lena.png
+    python tools/speed.py --vs-torch                        # + PyTorch in this process, ratios
+    python tools/speed.py --vs-torch --torch-malloc-tuned   # + PyTorch with glibc malloc tuned
+    python tools/speed.py --rss-size 4000 --archs upconv_7  # peak RSS of w2x.reconstruct on 4000x4000
 
 What is timed: the network forward over the tiles that ``w2x.reconstruct.run_net`` cuts
-(``tiling.plan`` + edge padding, ``--tile-size``, ``--batch-size``), the same input tiles for
+(``tiling.tile_grid`` + edge padding, ``--tile-size``, ``--batch-size``), the same input tiles for
 every engine; s/MP = that time / output megapixels of the image (the pipeline's padding and
 pasting are not timed).  Repetitions are interleaved tile by tile (tile 1 on numpy, numba,
 torch; tile 2 ...), each run after a pause that lets the previous engine's BLAS threads stop
@@ -16,7 +16,7 @@ spinning, and each tile's best time counts: other processes on a shared machine 
 add time.  Process CPU time (all threads) is reported beside it.  Peak RSS is the process's
 high-water mark during that engine's runs (reset through /proc/self/clear_refs), so it
 includes what the process had already mapped (the "base" column).  ``--rss-size`` instead
-runs ``w2x.reconstruct.scale`` (``image`` for cunet) on lena tiled to SIZE x SIZE, one
+runs ``w2x.reconstruct.upscale2x`` (``denoise`` for cunet) on lena tiled to SIZE x SIZE, one
 fresh child process per arch and backend, and reports that process's peak RSS.
 
 PyTorch (optional: ``pip install torch==2.13.0``) runs the same JSON weights: every w2x layer
@@ -108,10 +108,10 @@ def tile_batches(model, x, tile_size, batch_size):
     import numpy as np
     from w2x import tiling
     from w2x.nn import ops
-    if ARCH_MODELS[model.config.arch_name][1] and model.config.scale == 1:
+    if ARCH_MODELS[model.config.arch_name][1] and model.config.scale_factor == 1:
         x = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)  # Box 2x = pixel replication (vgg_7)
     c, h, w = x.shape
-    grid = tiling.plan(h, w, model.config, tile_size)
+    grid = tiling.tile_grid(h, w, model.config, tile_size)
     padded = ops.pad_replicate(x, grid.pad_lo, grid.pad_bottom, grid.pad_lo, grid.pad_right)
     corners = list(grid.tiles())
     batches = []
@@ -119,11 +119,11 @@ def tile_batches(model, x, tile_size, batch_size):
         chunk = corners[start:start + batch_size]
         batches.append(np.ascontiguousarray(np.stack(
             [padded[:, r:r + grid.tile, q:q + grid.tile] for r, q in chunk], axis=1)))  # (C, N, t, t)
-    return batches, h * w * grid.scale ** 2 / 1e6
+    return batches, grid.out_h * grid.out_w / 1e6
 
 
 class TorchEngine:
-    """The w2x graph (``w2x.archs``) with every layer run by PyTorch's CPU convolution.
+    """The w2x graph (``w2x.nn.archs``) with every layer run by PyTorch's CPU convolution.
 
     Tensors are NCHW, so where the graph says (C, N) it gets (N, C): the SE block's
     ``reshape(c, n, 1, 1)`` is then an NCHW 1x1 image and its scale broadcasts per (n, c).
@@ -133,9 +133,7 @@ class TorchEngine:
         import numpy as np
         import torch
         import torch.nn.functional as F
-        from w2x.nn.archs import ARCHS
         from w2x.nn.backend import Backend
-        from w2x.nn.models import Model
         self.torch = torch
 
         def conv(w, b, stride, pad, transposed):
@@ -144,27 +142,29 @@ class TorchEngine:
                 return y if slope is None else F.leaky_relu(y, slope, inplace=True)
             return layer
 
-        layers = []
-        for l in model.layers:
+        self.layers = {}
+        for name, l in model.layers.items():
             if hasattr(l, "w2d"):   # Conv2d: (OC, C*k*k) -> torch (OC, C, k, k)
                 w = l.w2d.reshape(l.w2d.shape[0], l.in_channels, l.k, l.k)
-                layers.append(conv(torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(l.bias), l.stride, 0, False))
+                self.layers[name] = conv(torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(l.bias),
+                                         l.stride, 0, False)
             else:                   # ConvTranspose2d: (OC*k*k, C) -> torch (C, OC, k, k)
                 w = l.wt.T.reshape(l.wt.shape[1], l.out_channels, l.k, l.k)
-                layers.append(conv(torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(l.bias), l.stride, l.pad, True))
-        self.be = Backend("torch", torch, None, None, None,
+                self.layers[name] = conv(torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(l.bias),
+                                         l.stride, l.pad, True)
+        self.be = Backend("torch", "cpu", torch, None, None, None,
                           lambda x: x.mean(dim=(2, 3)),                                 # channel_mean
                           lambda x, z: x.mul_(z[:, :, None, None]),                     # se_scale
                           lambda a, b, k: a + b[:, :, k:k + a.shape[2], k:k + a.shape[3]],  # crop_add
                           None, torch.from_numpy, lambda t: t.numpy())
-        self.net = Model(model.config, layers, ARCHS[model.config.arch_name], model.path)
+        self.forward = model.config.arch.forward
 
     def prepare(self, batch):
         return self.torch.from_numpy(batch.transpose(1, 0, 2, 3).copy())  # (C, N, t, t) -> (N, C, t, t)
 
     def run(self, xt):
         with self.torch.inference_mode():
-            return self.net.run(xt, self.be).numpy().transpose(1, 0, 2, 3)  # -> (C, N, OH, OW)
+            return self.forward(self.layers, xt, self.be).numpy().transpose(1, 0, 2, 3)  # -> (C, N, OH, OW)
 
 
 class W2xEngine:
@@ -177,7 +177,7 @@ class W2xEngine:
         return self.be.to_device(batch)
 
     def run(self, x):
-        return self.be.to_host(self.net.run(x, self.be))
+        return self.be.to_host(self.net.config.arch.forward(self.net.layers, x, self.be))
 
 
 def time_engines(args, engines, env_label, archs):
@@ -240,7 +240,7 @@ def rss_child(args):
     del lena
     base = memory_mb()[1]
     reset_peak()
-    run = reconstruct.scale if ARCH_MODELS[arch][1] else reconstruct.image
+    run = reconstruct.upscale2x if ARCH_MODELS[arch][1] else reconstruct.denoise
     t0 = time.perf_counter()
     y = run(model, x, tile_size=args.tile_size, backend=backend, batch_size=args.batch_size)
     seconds = time.perf_counter() - t0
@@ -290,9 +290,9 @@ def report_rss(results):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["--backend", "cupy"]:
-        # the GPU benchmark (tools/bench_gpu.py): `bench.py --backend cupy [--vs-torch] [--precision ...]`
+        # the GPU benchmark (tools/speed_gpu.py): `speed.py --backend cupy [--vs-torch] [--precision ...]`
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench_gpu import main as gpu_main
+        from speed_gpu import main as gpu_main
         return gpu_main(argv[2:])
     args = parse_args(argv)
     for var in THREAD_VARS:       # before NumPy / Numba / torch are imported

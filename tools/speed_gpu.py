@@ -8,12 +8,12 @@ with ``--vs-torch`` for PyTorch in the same process: the same weights in ``F.con
 ``cudnn.benchmark`` on, in IEEE float32 ("torch fp32", the issue's baseline) and in PyTorch's
 default TF32 convolutions ("torch tf32").  Times are medians over ``--repeats`` runs measured
 with CUDA events after ``--warmup`` runs.  ``--stream`` adds the end-to-end rate through
-``w2x.gpu_stream`` (host tiles in, host tiles out); ``--parity`` the largest error of each
+``w2x.stream`` (host tiles in, host tiles out); ``--parity`` the largest error of each
 precision on the network fixtures of ../shared/reference.
 
-    python tools/bench_gpu.py --precision fp32 tf32 fp16 --vs-torch --stream --parity
+    python tools/speed_gpu.py --precision fp32 tf32 fp16 --vs-torch --stream --parity
 
-``tools/bench.py --backend cupy [--vs-torch]`` is meant to call ``bench_models`` from here.
+``tools/speed.py --backend cupy [--vs-torch]`` is meant to call ``bench_models`` from here.
 """
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from w2x import gpu_stream, load_model  # noqa: E402  (after the path fix above)
-from w2x.nn.archs import ARCHS  # noqa: E402
-from w2x.nn.backend import Backend  # noqa: E402
+from w2x import load_model, stream  # noqa: E402  (after the path fix above)
+from w2x.nn.backend import Backend, get_backend  # noqa: E402
 from w2x.nn.layers import Conv2d  # noqa: E402
 from w2x.nn.models import Model  # noqa: E402
 
@@ -83,9 +82,9 @@ def w2x_seconds_per_mp(model: Model, be: Backend, x: np.ndarray, warmup: int, re
     ``x`` (C, N, t, t), uploaded once."""
     cp = _cupy()
     net, xd = model.on(be), cp.asarray(x)
-    ms = _median_ms(lambda: net.run(xd, be), lambda: (cp.cuda.Event(), cp.cuda.Event()),
+    ms = _median_ms(lambda: net.config.arch.forward(net.layers, xd, be), lambda: (cp.cuda.Event(), cp.cuda.Event()),
                     cp.cuda.Device().synchronize, warmup, repeats)
-    y = cp.asnumpy(net.run(xd, be))                                       # (C, N, oh, ow)
+    y = cp.asnumpy(net.config.arch.forward(net.layers, xd, be))                                       # (C, N, oh, ow)
     return ms / 1e3 / (y[0].size / 1e6), y
 
 
@@ -134,28 +133,31 @@ def torch_twin(model: Model, device: str):
             conv = lambda x: F.conv_transpose2d(x, w, b, l.stride, l.pad)         # noqa: E731
         return lambda x, be, slope: conv(x) if slope is None else F.leaky_relu(conv(x), slope, inplace=True)
 
-    be = Backend("torch", SimpleNamespace(exp=torch.exp, clip=lambda x, lo, hi, out: x.clamp_(lo, hi)),
+    be = Backend("torch", "cuda", SimpleNamespace(exp=torch.exp, clip=lambda x, lo, hi, out: x.clamp_(lo, hi)),
                  im2col=None, col2im=None, bias_leaky_relu=None,
                  channel_mean=lambda x: x.mean(dim=(2, 3)),                        # (N, C)
                  se_scale=lambda x, z: x.mul_(z[:, :, None, None]),
                  crop_add=lambda a, b, c: a + b[:, :, c:c + a.shape[2], c:c + a.shape[3]],
                  matmul=None, to_device=None, to_host=None)
-    twin = Model(model.config, [layer(l) for l in model.layers], ARCHS[model.config.arch_name])
-    return lambda x: twin.run(x, be)
+    layers = {name: layer(l) for name, l in model.layers.items()}
+    return lambda x: model.config.arch.forward(layers, x, be)
 
 
 def stream_seconds_per_mp(model: Model, be: Backend, x: np.ndarray, n_batches: int) -> float:
-    """Seconds per output megapixel through ``gpu_stream.stream_tiles``: ``n_batches`` batches
+    """Seconds per output megapixel through ``stream.stream_tiles``: ``n_batches`` batches
     of the tiles of ``x`` (C, N, t, t) from host memory to host memory, wall clock."""
     tiles = [np.ascontiguousarray(x[:, i]) for i in range(x.shape[1])] * n_batches
     out = {}
 
-    def emit(i, y):
-        out.setdefault(y.shape, np.empty(y.shape, np.float32))[...] = y          # a host copy per tile
+    def run(tile_list) -> int:
+        n = 0
+        for n, (_, y) in enumerate(stream.stream_tiles(model, be, tile_list, x.shape[1]), 1):
+            out.setdefault(y.shape, np.empty(y.shape, np.float32))[...] = y     # a host copy per tile
+        return n
 
-    gpu_stream.stream_tiles(model, be, tiles[:x.shape[1]], emit, x.shape[1])  # warm-up
+    run(tiles[:x.shape[1]])                                                     # warm-up
     t0 = time.perf_counter()
-    n = gpu_stream.stream_tiles(model, be, tiles, emit, x.shape[1])
+    n = run(tiles)
     seconds = time.perf_counter() - t0
     (shape,) = out
     return seconds / (n * shape[1] * shape[2] / 1e6)
@@ -168,7 +170,6 @@ def bench_models(precisions, vs_torch: bool, stream: bool, tile: int = DEFAULT_T
     and "torch fp32" / "torch tf32" with ``vs_torch``; "stream fp32" etc. with ``stream``;
     "torch maxdiff" = max |w2x fp32 - torch fp32| of the outputs, a check that both compute
     the same function."""
-    from w2x.nn import cuda as _cuda
     rows = []
     for arch in archs:
         model = load_model(MODEL_DIR / BENCH_MODELS[arch])
@@ -176,7 +177,7 @@ def bench_models(precisions, vs_torch: bool, stream: bool, tile: int = DEFAULT_T
         row = {"arch": arch, "model": BENCH_MODELS[arch], "tile": tile, "batch": batch}
         outs = {}
         for p in precisions:
-            be = _cuda.backend(p)
+            be = get_backend("cupy", p)
             row[f"w2x {p}"], outs[p] = w2x_seconds_per_mp(model, be, x, warmup, repeats)
             if stream:
                 row[f"stream {p}"] = stream_seconds_per_mp(model, be, x, n_batches=4)
@@ -192,7 +193,6 @@ def bench_models(precisions, vs_torch: bool, stream: bool, tile: int = DEFAULT_T
 
 def parity_errors(precisions) -> list[dict]:
     """Largest |w2x - fixture| of every network fixture in each precision (the parity loss)."""
-    from w2x.nn import cuda as _cuda
     manifest = json.loads((SHARED / "reference" / "manifest.json").read_text())
     rows = []
     for entry in manifest["network"]:
@@ -200,7 +200,7 @@ def parity_errors(precisions) -> list[dict]:
         model = load_model(MODEL_DIR / entry["model"])
         row = {"fixture": entry["file"]}
         for p in precisions:
-            row[p] = float(np.abs(model.forward(ref["input"], _cuda.backend(p)) - ref["output"]).max())
+            row[p] = float(np.abs(model.forward(ref["input"], get_backend("cupy", p)) - ref["output"]).max())
         rows.append(row)
     return rows
 
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "tf32", "fp16"])
     ap.add_argument("--vs-torch", action="store_true", help="also time PyTorch CUDA on the same models")
-    ap.add_argument("--stream", action="store_true", help="also time host-to-host streaming (gpu_stream)")
+    ap.add_argument("--stream", action="store_true", help="also time host-to-host streaming (w2x.stream)")
     ap.add_argument("--parity", action="store_true", help="largest error per precision on the fixtures")
     ap.add_argument("--arch", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE)

@@ -1,13 +1,13 @@
 """w2x: waifu2x rebuilt from scratch in NumPy/CuPy.
 
     import w2x
-    out = w2x.convert(pil_or_array, mode="noise_scale", noise_level=1, style="art")
-    model = w2x.load_model("cunet/art/scale2.0x_model.json")   # the original's JSON
-    y = w2x.reconstruct.scale(model, x)                         # float (3,H,W) -> (3,2H,2W)
+    out = w2x.convert(pil_or_array, mode="noise_scale", noise_level=1, style="art", scale=2)
+    model = w2x.load_model("upconv_7/art/scale2.0x")           # or a path to the original's JSON
+    y = w2x.reconstruct.upscale2x(model, x)                     # float (3,H,W) -> (3,2H,2W)
 """
 from w2x import reconstruct
-from w2x.nn.models import Model, ModelConfig, ModelFormatError, load_model
-from w2x.pipeline import Options, convert, process
+from w2x.api import convert, load_model
+from w2x.nn.models import Model, ModelConfig, ModelFormatError
+from w2x.pipeline import Options
 
-__all__ = ["Model", "ModelConfig", "ModelFormatError", "Options", "convert", "load_model",
-           "process", "reconstruct"]
+__all__ = ["Model", "ModelConfig", "ModelFormatError", "Options", "convert", "load_model", "reconstruct"]

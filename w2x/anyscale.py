@@ -1,4 +1,4 @@
-"""Any scale factor or target size: repeated 2x passes, then one downscale (convert stage).
+"""Any scale factor or target size: how many 2x passes, and the final resize (convert stage).
 
 The released models only double (``scale2.0x_model``), so the original CLI fails for any
 other ``-scale`` (nagadomi/waifu2x#118, waifu2x.lua:76 ``scale%.1fx``). w2x does what the
@@ -10,8 +10,8 @@ peers do and the author recommends (#275; docs/waifu2x-reference.md §1.7):
   (one pass fewer when rounding the target size already fits, e.g. 10 px at 2.01x);
 * the noise (or fused noise_scale) model runs in the first pass only, as waifu2x-caffe
   (``waifu2x.cpp:950-958``) and unlike ncnn, which denoises again every pass;
-* alpha goes through the same passes (upscaled by the scale model, pipeline.process) and
-  the same final resize;
+* alpha goes through the same passes (upscaled by the scale model) and the same final
+  resize (``pipeline.convert_planes`` runs the passes);
 * the final resize is Lanczos by default (waifu2x-chainer); ``box``, ``bicubic``, ``area``
   and ``sinc`` (the original web server's 1.6x = 2x + GraphicsMagick Sinc, web.lua:350)
   are the alternatives. Factors at or below 1 run no 2x pass: noise modes still denoise.
@@ -19,14 +19,14 @@ peers do and the author recommends (#275; docs/waifu2x-reference.md §1.7):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from w2x.pipeline import Options, Plan, plan_models, process as process_2x
-from w2x.reconstruct import SCALE, ProgressFn
 from w2x.resize import gm_resize
+
+PASS_FACTOR = 2   # every released model doubles (scale2.0x_model)
 
 # Pillow resamplers, run per channel on float32 ("F" mode) images: no 8-bit rounding.
 # Pillow's bicubic is Keys' cubic with a = -0.5 (OpenCV's INTER_CUBIC uses -0.75).
@@ -79,7 +79,7 @@ def _round_px(v: float) -> int:
 def count_passes(h: int, w: int, out_h: int, out_w: int) -> int:
     """Fewest 2x passes after which an ``h`` x ``w`` image covers ``out_h`` x ``out_w``."""
     k = 0
-    while h * SCALE ** k < out_h or w * SCALE ** k < out_w:
+    while h * PASS_FACTOR ** k < out_h or w * PASS_FACTOR ** k < out_w:
         k += 1
     return k
 
@@ -98,66 +98,11 @@ def pass_modes(mode: str, passes: int) -> list[str]:
     denoises at 1x and ``scale`` runs no model at all.
     """
     if mode == "noise":
-        check_target(mode, Target(SCALE ** passes))
+        check_target(mode, Target(PASS_FACTOR ** passes))
         return ["noise"]
     if passes == 0:
         return ["noise"] if mode == "noise_scale" else []
     return [mode] + ["scale"] * (passes - 1)
-
-
-def load_plans(opts: Options) -> dict[str, Plan]:
-    """Load the models a run needs up front (once; ``plan_models`` caches them).
-
-    Returns the plans of ``opts.mode`` and, for the scale modes, of ``scale`` (every pass
-    after the first). Raises ``ModelNotFoundError`` before any image is read.
-    """
-    modes = [opts.mode] + (["scale"] if opts.mode == "noise_scale" else [])
-    return {m: plan_models(replace(opts, mode=m)) for m in modes}
-
-
-def process(rgb: np.ndarray, alpha: np.ndarray | None, opts: Options, target: Target = Target(),
-            *, filter: str = DEFAULT_FILTER, plans: dict[str, Plan] | None = None,
-            progress: ProgressFn | None = None):
-    """Convert one float image to any size.
-
-    Parameters
-    ----------
-    rgb : float32 (3, H, W) in [0, 1]
-    alpha : float32 (1, H, W) or None
-    opts : Options
-        Mode, noise level, models, tiles; ``opts.mode`` applies to the first pass.
-    target : Target
-        Factor or size; must be the identity for ``-m noise``.
-    filter : one of ``FILTERS``
-        Final resize from the last 2x pass down to the target.
-    plans : from ``load_plans`` (loaded here when missing)
-    progress : called with (tiles done, tiles total) for each network pass
-
-    Returns
-    -------
-    (rgb, alpha) : float32 (3, H', W') and (1, H', W') or None, clipped to [0, 1].
-
-    Notes
-    -----
-    Each pass is ``pipeline.process`` (waifu2x.lua:41-139): make_border and model-upscaled
-    alpha at every 2x pass. Reproduces the peers' arbitrary scale (reference §1.7); the
-    original CLI itself only runs 2x.
-    """
-    if filter not in FILTERS:
-        raise ValueError(f"downscale filter must be one of {', '.join(FILTERS)}, got {filter!r}")
-    check_target(opts.mode, target)
-    h, w = rgb.shape[1:]
-    out_h, out_w = target.size(h, w)
-    plans = dict(plans or {})
-    for mode in pass_modes(opts.mode, count_passes(h, w, out_h, out_w)):
-        if mode not in plans:
-            plans[mode] = plan_models(replace(opts, mode=mode))
-        rgb, alpha = process_2x(rgb, alpha, replace(opts, mode=mode), plan=plans[mode],
-                                progress=progress)
-    if rgb.shape[1:] != (out_h, out_w):
-        rgb = resize(rgb, out_h, out_w, filter)
-        alpha = None if alpha is None else resize(alpha, out_h, out_w, filter)
-    return rgb, alpha
 
 
 def resize(x: np.ndarray, out_h: int, out_w: int, filter: str = DEFAULT_FILTER) -> np.ndarray:

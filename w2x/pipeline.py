@@ -1,32 +1,36 @@
-"""The whole conversion of one image, as waifu2x.lua ``convert_image`` (waifu2x.lua:41-139).
+"""The whole conversion of one float image, as waifu2x.lua ``convert_image`` (waifu2x.lua:41-139).
 
-    float RGB + alpha  --make_border-->  [denoise 1x]  -->  [scale 2x]  -->  RGB + alpha
-                                                           (alpha: 2x by the scale model)
+    float RGB + alpha --make_border--> [denoise 1x] --> [upscale 2x] --> ... --> resize --> RGB + alpha
+                                                        (alpha: 2x by the scale model)
 
-``process`` works on float arrays; ``convert`` is the library entry point that takes and
-returns NumPy arrays or PIL images.  Models are resolved by mode, noise level and style
-(``model_store.py``) and loaded once per process.
+``resolve_models`` turns ``Options`` into a ``Plan``: the step functions of
+``reconstruct.py`` and the models they run, found by mode, noise level and style
+(``store.py``) and loaded once per process.  ``convert_planes`` runs the plans of every 2x
+pass a target size needs (``anyscale.py``), then resizes to it.
 """
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from w2x import reconstruct
-from w2x.alpha import make_border, split_alpha
+from w2x import anyscale, reconstruct
+from w2x.alpha import make_border
+from w2x.anyscale import Target
 from w2x.nn.backend import get_backend
-from w2x.color import quantize, rgb2y
-from w2x.store import ModelNotFoundError, find_model, model_filename
 from w2x.nn.models import Model, load_model
 from w2x.reconstruct import ProgressFn
+from w2x.store import ModelNotFoundError, find_model, model_filename
 
 MODES = ("noise", "scale", "noise_scale")
-# composite() calls reconstruct.scale(model2x, 2.0, alpha) with no block size, which falls
+# composite() calls reconstruct.upscale2x(model2x, 2.0, alpha) with no block size, which falls
 # back to 128 (alpha_util.lua:53, reconstruct.lua scale_rgb `block_size or 128`).
 ALPHA_TILE_SIZE = 128
+
+Step = Callable[..., np.ndarray]   # reconstruct.denoise or reconstruct.upscale2x
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,9 @@ class Options:
 
 @dataclass(frozen=True)
 class Plan:
-    """The models one conversion runs: ``steps`` in order, and the 2x model used for
-    make_border's depth and the alpha channel (None in noise mode)."""
-    steps: tuple[tuple[str, Model], ...]      # ("image" | "scale", model)
+    """The models one pass runs: ``steps`` in order, and the 2x model used for make_border's
+    depth and the alpha channel (None in noise mode)."""
+    steps: tuple[tuple[Step, Model], ...]     # (reconstruct.denoise | reconstruct.upscale2x, model)
     scale_model: Model | None = field(default=None)
 
 
@@ -74,121 +78,79 @@ def _find(opts: Options, mode: str) -> Model:
     return _load_cached(str(path))
 
 
-def plan_models(opts: Options) -> Plan:
-    """Resolve and load the models for ``opts`` (waifu2x.lua:63-117).
+def resolve_models(opts: Options) -> Plan:
+    """Find and load the models for ``opts`` (waifu2x.lua:63-117).
 
     noise_scale runs the fused ``noise{N}_scale2.0x`` model where it exists, else denoises at
     1x and then scales.  Raises ``ModelNotFoundError`` naming where it looked.
     """
     if opts.mode == "noise":
-        return Plan((("image", _find(opts, "noise")),))
+        return Plan(((reconstruct.denoise, _find(opts, "noise")),))
     scale_model = _find(opts, "scale")
     if opts.mode == "scale":
-        return Plan((("scale", scale_model),), scale_model)
+        return Plan(((reconstruct.upscale2x, scale_model),), scale_model)
     try:
-        return Plan((("scale", _find(opts, "noise_scale")),), scale_model)
+        return Plan(((reconstruct.upscale2x, _find(opts, "noise_scale")),), scale_model)
     except ModelNotFoundError:
-        return Plan((("image", _find(opts, "noise")), ("scale", scale_model)), scale_model)
+        return Plan(((reconstruct.denoise, _find(opts, "noise")),
+                     (reconstruct.upscale2x, scale_model)), scale_model)
 
 
-def process(rgb: np.ndarray, alpha: np.ndarray | None, opts: Options = Options(), *,
-            plan: Plan | None = None, progress: ProgressFn | None = None):
-    """Convert one float image.
+def resolve_plans(opts: Options) -> dict[str, Plan]:
+    """The plans a run needs, loaded up front (once): ``opts.mode``'s and, for the scale
+    modes, ``scale``'s (every 2x pass after the first).  Raises ``ModelNotFoundError``
+    before any image is read."""
+    modes = [opts.mode] + (["scale"] if opts.mode == "noise_scale" else [])
+    return {m: resolve_models(replace(opts, mode=m)) for m in modes}
+
+
+def convert_planes(rgb: np.ndarray, alpha: np.ndarray | None, opts: Options = Options(),
+                   target: Target = Target(), *, filter: str = anyscale.DEFAULT_FILTER,
+                   plans: dict[str, Plan] | None = None, progress: ProgressFn | None = None):
+    """Convert one float image to the ``target`` size.
 
     Parameters
     ----------
     rgb : float32 (3, H, W) in [0, 1]
     alpha : float32 (1, H, W) or None
-    opts : Options
-    plan : the models to run (default: ``plan_models(opts)``)
+    opts : mode, noise level, models, tiles; ``opts.mode`` applies to the first pass
+    target : factor or size (default 2x); the identity for ``-m noise``
+    filter : one of ``anyscale.FILTERS``, from the last 2x pass down to the target
+    plans : from ``resolve_plans`` (resolved here when missing)
     progress : called with (tiles done, tiles total) for each network pass
 
     Returns
     -------
-    (rgb, alpha) : float32 (3, H', W') and (1, H', W') or None, H' = 2H in the scale modes.
-        Alpha is upscaled by the *scale* model with no TTA, and in noise mode kept as is
-        (alpha_util.lua:47-64); make_border runs before scaling only (waifu2x.lua:63-117).
+    (rgb, alpha) : float32 (3, H', W') and (1, H', W') or None, in [0, 1].
+
+    Notes
+    -----
+    Each 2x pass is waifu2x.lua's ``convert_image``: make_border before it, the plan's steps,
+    and alpha upscaled by the *scale* model with no TTA at tile size 128 (alpha_util.lua:47-64);
+    in noise mode alpha is kept as is.  The noise model runs in the first pass only
+    (``anyscale.pass_modes``).
     """
-    plan = plan or plan_models(opts)
+    if filter not in anyscale.FILTERS:
+        raise ValueError(f"downscale filter must be one of {', '.join(anyscale.FILTERS)}, got {filter!r}")
+    anyscale.check_target(opts.mode, target)
+    h, w = rgb.shape[1:]
+    out_h, out_w = target.size(h, w)
+    plans = dict(plans or {})
     kw = dict(tile_size=opts.tile_size, tta_level=opts.tta_level,
               backend=get_backend(opts.backend, opts.precision),
               batch_size=opts.batch_size, progress=progress)
-    if alpha is not None and plan.scale_model is not None:
-        rgb = make_border(rgb, alpha, plan.scale_model.config.offset)
-    for kind, model in plan.steps:
-        rgb = getattr(reconstruct, kind)(model, rgb, **kw)
-    if alpha is not None and alpha.shape[1:] != rgb.shape[1:]:
-        alpha = reconstruct.scale(plan.scale_model, alpha, **{**kw, "tile_size": ALPHA_TILE_SIZE,
-                                                               "tta_level": 1})
+    for mode in anyscale.pass_modes(opts.mode, anyscale.count_passes(h, w, out_h, out_w)):
+        if mode not in plans:
+            plans[mode] = resolve_models(replace(opts, mode=mode))
+        plan = plans[mode]
+        if alpha is not None and plan.scale_model is not None:
+            rgb = make_border(rgb, alpha, plan.scale_model.config.offset)
+        for step, model in plan.steps:
+            rgb = step(model, rgb, **kw)
+        if alpha is not None and alpha.shape[1:] != rgb.shape[1:]:
+            alpha = reconstruct.upscale2x(plan.scale_model, alpha,
+                                          **{**kw, "tile_size": ALPHA_TILE_SIZE, "tta_level": 1})
+    if rgb.shape[1:] != (out_h, out_w):
+        rgb = anyscale.resize(rgb, out_h, out_w, filter)
+        alpha = None if alpha is None else anyscale.resize(alpha, out_h, out_w, filter)
     return rgb, alpha
-
-
-def convert(image, *, mode: str = "noise_scale", noise_level: int = 1, style: str = "art",
-            model_dir: str | Path | None = None, tile_size: int = reconstruct.DEFAULT_TILE_SIZE,
-            tta_level: int = 1, backend: str = "auto"):
-    """Denoise and/or upscale an image with the original waifu2x models.
-
-    Parameters
-    ----------
-    image : PIL.Image.Image, or ndarray (H, W), (H, W, 3) or (H, W, 4) of uint8, uint16 or
-        float in [0, 1]
-    mode, noise_level, style, model_dir, tile_size, tta_level, backend : see ``Options``
-
-    Returns
-    -------
-    The same kind as the input: a PIL image (mode RGB/RGBA/L/LA), or an ndarray of the
-    input's dtype and channel count, 2x larger in the scale modes.  Integer outputs use the
-    original's rounding ``floor(v*(2^d-1) + 0.5 - 0.5e-7)`` (image_loader.lua:21-34).
-    """
-    opts = Options(mode, noise_level, style, model_dir, tile_size, tta_level, backend)
-    is_pil = hasattr(image, "mode") and hasattr(image, "size")
-    arr = _pil_to_array(image) if is_pil else np.asarray(image)
-    rgb, alpha, restore = _split(arr)
-    rgb, alpha = process(rgb, alpha, opts)
-    out = restore(rgb, alpha)
-    if is_pil:
-        from PIL import Image
-        return Image.fromarray(out)
-    return out
-
-
-def _pil_to_array(img) -> np.ndarray:
-    if img.mode.startswith("I;16"):
-        return np.asarray(img).astype(np.uint16)                 # 16-bit grey, full precision
-    has_alpha = "A" in img.getbands() or "transparency" in img.info
-    grey = img.mode in ("L", "LA", "1")
-    target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
-    return np.asarray(img.convert(target))
-
-
-def _split(arr: np.ndarray):
-    """ndarray (H, W[, C]) -> float rgb (3, H, W), alpha (1, H, W) | None, and the inverse."""
-    was_2d = arr.ndim == 2
-    if was_2d:
-        arr = arr[:, :, None]                                    # (H, W) -> (H, W, 1)
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
-    kind = arr.dtype
-    if kind == np.uint8 or kind == np.uint16:
-        x = arr.astype(np.float32) / np.float32(np.iinfo(kind).max)
-    elif np.issubdtype(kind, np.floating):
-        x = np.clip(arr.astype(np.float32), 0.0, 1.0)
-    else:
-        raise ValueError(f"expected uint8, uint16 or float pixels, got {kind}")
-    x = x.transpose(2, 0, 1)                                     # (H, W, C) -> (C, H, W)
-    n_colour = 1 if x.shape[0] in (1, 2) else 3
-    rgb = np.ascontiguousarray(np.repeat(x[:1], 3, axis=0) if n_colour == 1 else x[:3])
-    rgb, alpha = split_alpha(rgb, x[n_colour:n_colour + 1] if x.shape[0] in (2, 4) else None)
-
-    def restore(rgb_out, alpha_out):
-        chans = [rgb2y(rgb_out) if n_colour == 1 else rgb_out]
-        if x.shape[0] in (2, 4):
-            chans.append(alpha_out if alpha_out is not None else np.ones_like(rgb_out[:1]))
-        y = np.concatenate(chans).transpose(1, 2, 0)             # (C, H, W) -> (H, W, C)
-        if kind == np.uint8 or kind == np.uint16:
-            y = quantize(y, 8 if kind == np.uint8 else 16)
-        else:
-            y = y.astype(kind)
-        return y[:, :, 0] if was_2d else y
-
-    return rgb, alpha, restore

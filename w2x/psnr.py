@@ -293,7 +293,7 @@ def _model_fn(args):
     else:
         path = find_model(name, style=args.style)
     model = load_model(path)
-    step = reconstruct.scale if args.method == "scale" else reconstruct.image
+    step = reconstruct.upscale2x if args.method == "scale" else reconstruct.denoise
 
     def fn(x):
         return step(model, x, tile_size=args.tile_size, tta_level=args.tta_level,

@@ -4,9 +4,9 @@ The original waifu2x resizes through GraphicsMagick (`iproc.scale`, lib/iproc.lu
 the float tensor enters GM as 16-bit quanta, `ResizeImage` (magick/resize.c) runs two 1-D
 filter passes, each rounded back to 16-bit, and the result leaves as float again. This module
 reproduces that arithmetic bit for bit for the filters waifu2x uses, so the PSNR benchmark
-(`w2x.benchmark`) sees the same low-resolution inputs and bicubic baselines as the published
-table, and Y models get the original's Lanczos chroma (`w2x.reconstruct`, scale_y). The Box
-pre-upscale of vgg_7 is plain pixel replication (`reconstruct.nearest_upscale`), which is what
+(`w2x.psnr`) sees the same low-resolution inputs and bicubic baselines as the published
+table, and Y models get the original's Lanczos chroma (`w2x.reconstruct.upscale2x`, scale_y). The
+Box pre-upscale of vgg_7 is plain pixel replication (`reconstruct.gather_tile`), which is what
 GM's Box gives at an integer factor (see `filter_taps`).
 
 Each 1-D pass is a table of taps per output sample, ``index (out, taps)`` and

@@ -28,8 +28,8 @@ class TileGrid:
     pad_lo: int       # top/left replicate padding = input_offset
     n_h: int          # blocks down
     n_w: int          # blocks across
-    scale: int        # inner scale of the model
-    out_tile: int     # output block size = tile*scale - 2*offset
+    scale_factor: int  # inner scale of the model
+    out_tile: int     # output block size = tile*scale_factor - 2*offset
 
     @property
     def pad_bottom(self) -> int:
@@ -39,15 +39,27 @@ class TileGrid:
     def pad_right(self) -> int:
         return self.n_w * self.step + self.pad_lo - self.w
 
+    @property
+    def out_h(self) -> int:
+        """Output rows: the image's, times the model's scale factor."""
+        return self.h * self.scale_factor
+
+    @property
+    def out_w(self) -> int:
+        return self.w * self.scale_factor
+
     def __len__(self) -> int:
         return self.n_h * self.n_w
+
+    def corner(self, i: int) -> tuple[int, int]:
+        """``(row, col)`` of tile ``i``'s top-left corner in the padded image (row-major)."""
+        return (i // self.n_w) * self.step, (i % self.n_w) * self.step
 
     def tiles(self):
         """Yield ``(row, col)`` of each block's top-left corner in the padded image, row-major
         like the original's loop (reconstruct.lua:17-18)."""
-        for i in range(self.n_h):
-            for j in range(self.n_w):
-                yield i * self.step, j * self.step
+        for i in range(len(self)):
+            yield self.corner(i)
 
 
 def snap_tile_size(config: ModelConfig, tile_size: int) -> int:
@@ -58,7 +70,7 @@ def snap_tile_size(config: ModelConfig, tile_size: int) -> int:
     return min(config.valid_sizes, key=lambda s: abs(s - tile_size))
 
 
-def plan(h: int, w: int, config: ModelConfig, tile_size: int = 256) -> TileGrid:
+def tile_grid(h: int, w: int, config: ModelConfig, tile_size: int = 256) -> TileGrid:
     """Lay the tiles for an ``h`` x ``w`` network input (``padding_params``, reconstruct.lua:86-111).
 
     For vgg_7/upconv_7 the tile shrinks to the padded image when that is smaller.
@@ -75,8 +87,8 @@ def plan(h: int, w: int, config: ModelConfig, tile_size: int = 256) -> TileGrid:
         # tile larger than the padded image (cunet/upcunet keep the original's exact sizes)
         tile = min(tile, max(h, w) + 2 * pad)
     step = tile - 2 * pad
-    if step <= 0 or (tile * config.scale - 2 * config.offset) <= 0:
+    if step <= 0 or (tile * config.scale_factor - 2 * config.offset) <= 0:
         raise TileSizeError(f"tile size {tile} is too small for {config.arch_name}: it needs more "
                             f"than {2 * pad} px of context; use --tile-size {2 * pad + 32} or larger")
     return TileGrid(h, w, tile, step, pad, math.ceil(h / step), math.ceil(w / step),
-                    config.scale, tile * config.scale - 2 * config.offset)
+                    config.scale_factor, tile * config.scale_factor - 2 * config.offset)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from w2x import anyscale
+from w2x import anyscale, pipeline
 from w2x.io import DEFAULT_MAX_PIXELS, Animation, Picture, read_frames, write_frames, write_image
 from w2x.io.write import ANIMATION_FORMATS, STILL_FORMATS
 from w2x.pipeline import Options, Plan
@@ -303,7 +303,7 @@ def run_jobs(jobs: list[Job], conv: Conversion, reporter: Reporter | None = None
     existing : what to do with an output that exists: ``replace`` (the original, atomic),
         ``skip`` (``--resume``, waifu2x.lua:222) or ``refuse`` (``--no-overwrite``: the
         job fails)
-    plans : models from ``anyscale.load_plans``, loaded once for the run
+    plans : models from ``pipeline.resolve_plans``, loaded once for the run
 
     Returns
     -------
@@ -368,6 +368,6 @@ def convert_file(src: Path, dst: Path, conv: Conversion, *,
 
 
 def _convert_picture(pic: Picture, conv: Conversion, plans, progress) -> Picture:
-    rgb, alpha = anyscale.process(pic.rgb, pic.alpha, conv.opts, conv.target, filter=conv.filter,
+    rgb, alpha = pipeline.convert_planes(pic.rgb, pic.alpha, conv.opts, conv.target, filter=conv.filter,
                                   plans=plans, progress=progress)
     return Picture(rgb, alpha, pic.meta)

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from w2x import anyscale, reconstruct
+from w2x import anyscale, pipeline, reconstruct
 
 from w2x.cli import batch
 from w2x.nn.backend import BACKENDS, PRECISIONS
@@ -112,14 +112,14 @@ def _conversion(args) -> batch.Conversion:
 def _load_models(opts: Options):
     """The run's models, or None after saying how to get them (offering a download)."""
     try:
-        return anyscale.load_plans(opts)
+        return pipeline.resolve_plans(opts)
     except ModelNotFoundError as e:
         if opts.model_dir is not None or opts.style not in STYLES:
             print(f"w2x: error: {e}", file=sys.stderr)
             return None
     from w2x.download import offer_download
     if offer_download(opts.style, sys.stdin, sys.stderr):
-        return anyscale.load_plans(opts)
+        return pipeline.resolve_plans(opts)
     return None
 
 

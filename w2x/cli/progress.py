@@ -47,7 +47,7 @@ class Reporter:
         """A file is about to be converted (or skipped)."""
 
     def tiles(self, done: int, total: int) -> None:
-        """Tiles done of the current network pass (``pipeline.process``'s callback)."""
+        """Tiles done of the current network pass (``pipeline.convert_planes``'s callback)."""
 
     def end(self, job: Job, status: str, seconds: float, error: str | None = None) -> None:
         """A file is finished: ``status`` is written, skipped or failed (then ``error``)."""

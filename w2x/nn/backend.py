@@ -4,13 +4,15 @@ A backend is a short table of primitives (tinygrad's llops, Chainer's im2col
 dispatcher).  Layers and architectures call ``be.im2col``, ``be.matmul`` ...
 and never ask which device they run on.
 
-======  ==================================  =================================
-name    primitives from                     needs
-======  ==================================  =================================
-numpy   ``w2x/ops.py`` (the reference)      numpy only
-numba   ``kernels/cpu_numba.py``            ``pip install w2x[cpu]``
-cupy    ``w2x/_cuda.py`` + ``kernels/*.cu`` ``pip install w2x[gpu]`` + CUDA
-======  ==================================  =================================
+======  ======================================  ================================
+name    primitives from                         needs
+======  ======================================  ================================
+numpy   ``w2x/nn/ops.py`` (the reference)       numpy only
+numba   ``kernels/cpu_numba.py``                ``pip install w2x[cpu]``
+cupy    ``w2x/nn/cuda.py`` + ``kernels/*.cu``   ``pip install w2x[gpu]`` + CUDA
+======  ======================================  ================================
+
+This module alone builds the rows; the modules behind them export plain functions.
 """
 from __future__ import annotations
 
@@ -22,18 +24,17 @@ from typing import Any, Callable
 import numpy as np
 
 from w2x.nn import kernel_files, ops
+from w2x.nn.errors import BackendUnavailableError
 
 BACKENDS = ("numpy", "numba", "cupy")
-
-
-class BackendUnavailableError(RuntimeError):
-    """The requested backend cannot run here (missing package or device)."""
+PRECISIONS = ("fp32", "tf32", "fp16")   # GEMM operand precision; below fp32 only on the GPU
 
 
 @dataclass(frozen=True)
 class Backend:
     """The primitives a network needs, each with the signature of its ``ops.py`` twin."""
     name: str
+    device: str                   # "cpu" (host arrays) or "cuda" (device arrays, streamed tiles)
     xp: Any                       # array module: numpy or cupy
     im2col: Callable
     col2im: Callable
@@ -76,32 +77,34 @@ def _im2col_reusing(x, kh: int, kw: int, stride: int):
 
 
 def _numpy() -> Backend:
-    return Backend("numpy", np, _im2col_reusing, ops.col2im, ops.bias_leaky_relu, ops.channel_mean,
-                   ops.se_scale, ops.crop_add, np.matmul, _identity, _identity, kn2row=True)
+    """``w2x/nn/ops.py``: the reference, im2col + one BLAS GEMM per layer."""
+    return Backend("numpy", "cpu", np, _im2col_reusing, ops.col2im, ops.bias_leaky_relu,
+                   ops.channel_mean, ops.se_scale, ops.crop_add, np.matmul, _identity, _identity,
+                   kn2row=True)
 
 
 def _numba() -> Backend:
+    """``kernels/cpu_numba.py``: Numba loops, Winograd 3x3 layers, GEMMs in column blocks."""
     try:
-        cpu_numba = kernel_files.module("cpu_numba")
+        k = kernel_files.module("cpu_numba")
     except ImportError as e:  # numba missing or too old
         raise BackendUnavailableError(
             f"backend 'numba' requested but Numba is not usable ({e}); "
             "pip install 'w2x[cpu]' or use --backend numpy") from None
-    return cpu_numba.backend()
+    return Backend("numba", "cpu", np, k.im2col, k.col2im, k.bias_leaky_relu, k.channel_mean,
+                   k.se_scale, k.crop_add, k.matmul, _identity, _identity,
+                   winograd_conv3x3=k.winograd_conv3x3, kn2row=True)
 
 
-def _cupy(precision: str = "fp32") -> Backend:
-    try:
-        from w2x.nn import cuda as _cuda
-    except ImportError as e:
-        raise BackendUnavailableError(
-            f"backend 'cupy' requested but CuPy is not installed ({e}); "
-            "pip install 'w2x[gpu]' or use --backend numpy") from None
-    return _cuda.backend(precision)
-
-
-_FACTORIES = {"numpy": _numpy, "numba": _numba, "cupy": _cupy}
-PRECISIONS = ("fp32", "tf32", "fp16")
+def _cupy(precision: str) -> Backend:
+    """``w2x/nn/cuda.py`` + ``kernels/*.cu``: our CUDA kernels and cuBLAS GEMMs on the
+    current device; named "cupy", or "cupy-tf32" / "cupy-fp16" for the rounded GEMMs."""
+    from w2x.nn import cuda
+    cuda.require_device()
+    return Backend("cupy" if precision == "fp32" else f"cupy-{precision}", "cuda", cuda.cupy,
+                   cuda.im2col_f16 if precision == "fp16" else cuda.im2col, cuda.col2im,
+                   cuda.bias_leaky_relu, cuda.channel_mean, cuda.se_scale, cuda.crop_add,
+                   cuda.matmul(precision), cuda.cupy.asarray, cuda.cupy.asnumpy)
 
 
 @functools.cache
@@ -109,7 +112,7 @@ def get_backend(name: str = "auto", precision: str = "fp32") -> Backend:
     """Return the backend called ``name``: "numpy", "numba", "cupy", or "auto" (the best that
     works here: cupy with a CUDA device, else numba, else numpy).
 
-    ``precision`` "tf32" or "fp16" rounds the GEMM operands on the GPU (see ``_cuda.py``);
+    ``precision`` "tf32" or "fp16" rounds the GEMM operands on the GPU (see ``cuda.py``);
     the CPU backends compute in float32 only.
 
     Raises
@@ -130,10 +133,10 @@ def get_backend(name: str = "auto", precision: str = "fp32") -> Backend:
             except BackendUnavailableError:
                 continue
         return get_backend("numpy")
-    if name not in _FACTORIES:
+    if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of auto, {', '.join(BACKENDS)}")
     if name == "cupy":
         return _cupy(precision)
     if precision != "fp32":
         raise ValueError(f"precision {precision} needs the cupy backend; backend {name!r} computes in fp32")
-    return _FACTORIES[name]()
+    return _numba() if name == "numba" else _numpy()

@@ -19,11 +19,12 @@ fp16       GemmEx, float16 inputs, float32 sums    inputs rounded to float16 (10
 Activations, bias, LeakyReLU, SE and skips stay float32 in every precision; only the GEMM
 operands are rounded.  TF32 is asked for per GEMM through the compute type, not through CuPy's
 ``CUPY_TF32`` (read once per process, for every float32 matmul) or ``cublasSetMathMode`` (a
-setting of the handle that all of CuPy shares and resets).  ``tools/bench_gpu.py --parity``
+setting of the handle that all of CuPy shares and resets).  ``tools/speed_gpu.py --parity``
 measures what that costs per model.
 
-Importing this module needs only NumPy; ``backend()`` raises ``BackendUnavailableError`` where
-CuPy, a CUDA device, NVRTC or cuBLAS is missing.
+Importing this module needs only NumPy; ``require_device()`` raises ``BackendUnavailableError``
+where CuPy, a CUDA device, NVRTC or cuBLAS is missing.  ``w2x/nn/backend.py`` builds the
+"cupy" row of its table from the plain functions here.
 """
 from __future__ import annotations
 
@@ -31,16 +32,15 @@ import functools
 
 import numpy as np
 
-from w2x.nn.backend import Backend, BackendUnavailableError
 from w2x.nn import kernel_files
-from w2x.nn.ops import out_size
+from w2x.nn.errors import BackendUnavailableError
+from w2x.nn.ops import out_size, transposed_out_size
 
 try:
     import cupy
 except ImportError:  # CPU-only install: the pure-Python helpers below still work
     cupy = None
 
-PRECISIONS = ("fp32", "tf32", "fp16")
 BLOCK = 256               # threads per block of every kernel: 8 warps, a multiple of the 32-lane warp
 MAX_GRID_X = 2**31 - 1    # CUDA limit on gridDim.x
 MAX_GRID_Y = 65535        # CUDA limit on gridDim.y; the kernels loop over planes beyond it
@@ -127,7 +127,7 @@ def _inplace_f32(x, what: str):
 
 def im2col(x, kh: int, kw: int, stride: int, out_dtype=np.float32):
     """GPU ``ops.im2col``: (C, N, H, W) -> (C*kh*kw, N*OH*OW); float16 cols when
-    ``out_dtype`` is float16 (the fp16 GEMM's operand, written in one pass)."""
+    ``out_dtype`` is float16 (the fp16 GEMM's operand, written in one pass: ``im2col_f16``)."""
     x = _f32(x)
     c, n, h, w = x.shape
     oh, ow = out_size(h, kh, stride), out_size(w, kw, stride)
@@ -144,7 +144,7 @@ def col2im(cols, shape: tuple[int, int, int, int], kh: int, kw: int, stride: int
     if cols.shape != (oc * kh * kw, n * h * w):
         raise ValueError(f"col2im expected cols of shape {(oc * kh * kw, n * h * w)} for {shape}, "
                          f"k={kh}x{kw}, got {cols.shape}")
-    oh, ow = (h - 1) * stride - 2 * pad + kh, (w - 1) * stride - 2 * pad + kw
+    oh, ow = transposed_out_size(h, kh, stride, pad), transposed_out_size(w, kw, stride, pad)
     y = cupy.empty((oc, n, oh, ow), dtype=cupy.float32)
     _launch("w2x_col2im_f32", launch_grid(oh * ow, oc * n),
             (cols, y, oc, n, h, w, kh, kw, stride, pad, oh, ow))
@@ -246,7 +246,7 @@ def _matmul_fp16(a, b):
 
 
 # --- the backend --------------------------------------------------------------------------------
-def _require_device() -> int:
+def require_device() -> int:
     """Id of the current CUDA device, with cuBLAS and every kernel loaded on it."""
     if cupy is None:
         raise BackendUnavailableError("backend 'cupy' requested but CuPy is not installed; "
@@ -268,38 +268,11 @@ def _require_device() -> int:
     return device_id
 
 
-def backend(precision: str = "fp32") -> Backend:
-    """The cupy backend: primitives on the current CUDA device, GEMMs in ``precision``.
+im2col_f16 = functools.partial(im2col, out_dtype=np.float16)
 
-    Parameters
-    ----------
-    precision : "fp32" (default; exact float32 GEMMs, the parity suite's setting), "tf32" or
-        "fp16" (see the module docstring for what each rounds).  The backend is named "cupy"
-        in fp32 and "cupy-tf32" / "cupy-fp16" otherwise.  In fp32, ``cupy.matmul`` honours
-        CuPy's own ``CUPY_TF32=1`` environment switch; leave it unset for exact float32.
 
-    Raises
-    ------
-    ValueError
-        unknown precision.
-    BackendUnavailableError
-        CuPy, a CUDA device, NVRTC or cuBLAS is missing (the message says which).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
-    _require_device()
-    cols_dtype = np.float16 if precision == "fp16" else np.float32
-    matmul = {"fp32": cupy.matmul, "tf32": _matmul_tf32, "fp16": _matmul_fp16}[precision]
-    return Backend(
-        name="cupy" if precision == "fp32" else f"cupy-{precision}",
-        xp=cupy,
-        im2col=functools.partial(im2col, out_dtype=cols_dtype),
-        col2im=col2im,
-        bias_leaky_relu=bias_leaky_relu,
-        channel_mean=channel_mean,
-        se_scale=se_scale,
-        crop_add=crop_add,
-        matmul=matmul,
-        to_device=cupy.asarray,
-        to_host=cupy.asnumpy,
-    )
+def matmul(precision: str):
+    """The GEMM of ``precision``: "fp32" (``cupy.matmul``, exact float32; it honours CuPy's
+    own ``CUPY_TF32=1`` switch, so leave that unset for parity), "tf32" or "fp16" (see the
+    module docstring for what each rounds)."""
+    return {"fp32": cupy.matmul, "tf32": _matmul_tf32, "fp16": _matmul_fp16}[precision]

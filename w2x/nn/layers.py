@@ -1,7 +1,9 @@
 """Network stage: the two parameterised layers of every waifu2x net, as im2col + GEMM.
 
-Each layer holds its weight already reshaped for the GEMM (once, at load) and
-calls backend primitives only.  Activations are (C, N, H, W); see ``ops.py``.
+Each layer holds its weight already reshaped for the GEMM (once, at load) and calls
+backend primitives only.  Activations are (C, N, H, W); see ``ops.py``.  ``on(be)`` gives
+the layer as backend ``be`` runs it: weights on its device, plus the other forms of the
+same weight that only some backends use (Winograd's, kn2row's), made there and only there.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from w2x.nn.backend import Backend
-from w2x.nn.ops import out_size, winograd_weight
+from w2x.nn.ops import kn2row_weight, out_size, winograd_weight
 
 # A stride-1 conv with at least this many times more input than output channels (the last
 # layer of vgg_7 and cunet: 128->3, 64->3) is cheaper as kn2row (Vasudevan, Anderson & Gregg,
@@ -19,42 +21,48 @@ from w2x.nn.ops import out_size, winograd_weight
 KN2ROW_MIN_RATIO = 4
 
 
-@dataclass
+@dataclass(frozen=True)
 class Conv2d:
     """nn.SpatialConvolutionMM(in, out, k, k, stride, stride, 0, 0): torch7's im2col + GEMM.
 
     ``w2d`` is the torch weight (OC, C, kh, kw) reshaped to (OC, C*kh*kw); the im2col row
     order (c, i, j) matches it, so the product needs no transpose (cross-correlation, no flip).
-    Two other forms of the same weight are made once, here, for the CPU backends: ``u`` for
-    ``winograd_conv3x3`` (3x3 stride 1: 2.25x fewer flops than im2col + GEMM) and ``wk`` for
-    kn2row (stride 1 with C >= 4*OC, e.g. 128->3).
     """
     w2d: np.ndarray       # (OC, C*kh*kw) float32
     bias: np.ndarray      # (OC,) float32
     k: int
     stride: int = 1
-    u: np.ndarray | None = None    # (16, OC, C) float32, ops.winograd_weight(w2d); 3x3 stride 1 only
-    wk: np.ndarray | None = None   # (OC*k*k, C) float32, kn2row's weight; narrow stride-1 layers only
-
-    def __post_init__(self):
-        oc, c, k = self.w2d.shape[0], self.in_channels, self.k
-        if self.u is None and k == 3 and self.stride == 1:
-            self.u = winograd_weight(self.w2d, c)
-        if self.wk is None and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * oc:
-            # (OC, C*k*k) -> (OC, C, k, k) -> (OC, k, k, C) -> (OC*k*k, C)
-            self.wk = np.ascontiguousarray(self.w2d.reshape(oc, c, k, k).transpose(0, 2, 3, 1).reshape(oc * k * k, c))
+    # the same weight for Winograd F(2x2, 3x3), (16, OC, C): set by ``on`` for a backend
+    # with ``winograd_conv3x3``, on 3x3 stride-1 layers (2.25x fewer flops than im2col + GEMM)
+    winograd_u: np.ndarray | None = None
+    # the same weight for kn2row, (OC*k*k, C): set by ``on`` for a backend with ``kn2row``,
+    # on narrow stride-1 layers (C >= KN2ROW_MIN_RATIO * OC, e.g. 128->3)
+    kn2row_w: np.ndarray | None = None
 
     @property
     def in_channels(self) -> int:
         return self.w2d.shape[1] // (self.k * self.k)
 
+    @property
+    def out_channels(self) -> int:
+        return self.w2d.shape[0]
+
+    def on(self, be: Backend) -> Conv2d:
+        """This layer as ``be`` runs it: arrays on its device, and its weight forms."""
+        c, k = self.in_channels, self.k
+        winograd = be.winograd_conv3x3 is not None and k == 3 and self.stride == 1
+        kn2row = be.kn2row and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * self.out_channels
+        return Conv2d(be.to_device(self.w2d), be.to_device(self.bias), k, self.stride,
+                      winograd_u=winograd_weight(self.w2d, c) if winograd and not kn2row else None,
+                      kn2row_w=kn2row_weight(self.w2d, c, k) if kn2row else None)
+
     def __call__(self, x, be: Backend, slope: float | None):
         """x (C, N, H, W) -> (OC, N, OH, OW), bias added, LeakyReLU(slope) unless None."""
-        c, n, h, w = x.shape
-        if be.kn2row and self.wk is not None:
+        if self.kn2row_w is not None:
             return self._kn2row(x, be, slope)
-        if self.u is not None and be.winograd_conv3x3 is not None:
-            return be.winograd_conv3x3(x, self.u, self.bias, slope)        # (OC, N, OH, OW)
+        if self.winograd_u is not None:
+            return be.winograd_conv3x3(x, self.winograd_u, self.bias, slope)   # (OC, N, OH, OW)
+        c, n, h, w = x.shape
         oh, ow = out_size(h, self.k, self.stride), out_size(w, self.k, self.stride)
         if self.k == 1:
             cols = x.reshape(c, n * h * w)                        # (C, N*H*W): 1x1 needs no im2col
@@ -62,16 +70,16 @@ class Conv2d:
             cols = be.im2col(x, self.k, self.k, self.stride)      # (C*k*k, N*OH*OW)
         y = be.matmul(self.w2d, cols)                             # (OC, N*OH*OW)
         be.bias_leaky_relu(y, self.bias, slope)
-        return y.reshape(self.w2d.shape[0], n, oh, ow)            # (OC, N, OH, OW)
+        return y.reshape(self.out_channels, n, oh, ow)            # (OC, N, OH, OW)
 
     def _kn2row(self, x, be: Backend, slope: float | None):
         """One GEMM on the input, (OC*k*k, C) @ (C, N*H*W), then the k*k shifted planes added:
         ``y[o, n, oy, ox] = sum_ij P[o, i, j, n, oy + i, ox + j]``."""
         c, n, h, w = x.shape
-        k, oc = self.k, self.w2d.shape[0]
+        k, oc = self.k, self.out_channels
         oh, ow = h - k + 1, w - k + 1
-        p = be.matmul(self.wk, x.reshape(c, n * h * w)).reshape(oc, k, k, n, h, w)       # (OC, k, k, N, H, W)
-        y = p[:, 0, 0, :, :oh, :ow].copy()                                               # (OC, N, OH, OW)
+        p = be.matmul(self.kn2row_w, x.reshape(c, n * h * w)).reshape(oc, k, k, n, h, w)  # (OC, k, k, N, H, W)
+        y = p[:, 0, 0, :, :oh, :ow].copy()                                                # (OC, N, OH, OW)
         for i in range(k):
             for j in range(k):
                 if i or j:
@@ -80,7 +88,7 @@ class Conv2d:
         return y
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConvTranspose2d:
     """nn.SpatialFullConvolution(in, out, k, k, stride, stride, pad, pad): GEMM + col2im.
 
@@ -97,6 +105,10 @@ class ConvTranspose2d:
     @property
     def out_channels(self) -> int:
         return self.wt.shape[0] // (self.k * self.k)
+
+    def on(self, be: Backend) -> ConvTranspose2d:
+        """This layer with its arrays on ``be``'s device."""
+        return ConvTranspose2d(be.to_device(self.wt), be.to_device(self.bias), self.k, self.stride, self.pad)
 
     def __call__(self, x, be: Backend, slope: float | None):
         """x (C, N, H, W) -> (OC, N, (H-1)*stride - 2*pad + k, ...)."""

@@ -30,54 +30,73 @@ class ModelFormatError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What the pipeline needs to know about a model (the ``w2nn_*`` fields of srcnn.lua)."""
-    arch_name: str
+    """What the pipeline needs to know about a model: its architecture and its channels
+    (the ``model_config`` of the JSON's first layer, srcnn.lua ``w2nn_*`` fields)."""
+    arch: Arch
     channels: int              # 3 = RGB, 1 = luma (Y)
-    scale: int                 # inner scale factor: 2 if the net upsamples itself
-    offset: int                # output pixels lost per side
-    valid_sizes: range | None  # accepted input tile sizes (cunet/upcunet), None = any
+
+    @property
+    def arch_name(self) -> str:
+        return self.arch.name
+
+    @property
+    def scale_factor(self) -> int:
+        """Inner scale factor: 2 if the net upsamples itself."""
+        return self.arch.scale_factor
+
+    @property
+    def offset(self) -> int:
+        """Output pixels lost per side."""
+        return self.arch.offset
+
+    @property
+    def valid_sizes(self) -> range | None:
+        """Accepted input tile sizes (cunet/upcunet), None = any."""
+        return self.arch.valid_sizes
 
     @property
     def input_offset(self) -> int:
-        """Context pixels an input tile needs on each side: ceil(offset / scale)
+        """Context pixels an input tile needs on each side: ceil(offset / scale_factor)
         (lib/reconstruct.lua padding_params)."""
-        return math.ceil(self.offset / self.scale)
+        return math.ceil(self.offset / self.scale_factor)
 
 
 class Model:
-    """A loaded waifu2x network: ``config`` plus layers wired by its architecture."""
+    """A loaded waifu2x network: ``config`` plus its layers by name, in export order.
 
-    def __init__(self, config: ModelConfig, layers: list, arch: Arch, path: str = "<memory>"):
-        self.config, self.layers, self._arch, self.path = config, layers, arch, path
-        self._on: dict[str, Model] = {}        # backend name -> this model on that device
+    The forward graph is ``config.arch.forward(layers, x, be)`` on (C, N, H, W) arrays
+    already on ``be``'s device (``on(be)`` gives the model there); ``forward`` is the same
+    for a host batch in PyTorch's (N, C, H, W) layout.
+    """
 
-    def run(self, x, be: Backend):
-        """Forward (C, N, H, W) -> (C, N, OH, OW) on backend ``be`` (arrays already on its device)."""
-        return self._arch.forward(self.layers, x, be)
+    def __init__(self, config: ModelConfig, layers: dict, path: str = "<memory>"):
+        self.config, self.layers, self.path = config, layers, path
+        self._on: dict[str, Model] = {}        # backend name -> this model as that backend runs it
 
-    def forward(self, x: np.ndarray, backend: str | Backend = "numpy") -> np.ndarray:
+    def forward(self, x: np.ndarray, backend: str | Backend = "auto") -> np.ndarray:
         """Forward a host batch in PyTorch layout: float32 (N, C, H, W) -> (N, C, OH, OW).
 
-        ``OH = (H - 2*input_offset) * scale`` for the sequential nets and ``H*scale - 2*offset``
-        in general; the result is clipped to [0, 1] as every released model ends with
-        ``w2nn.InplaceClip01``.
+        ``OH = (H - 2*input_offset) * scale_factor`` for the sequential nets and
+        ``H*scale_factor - 2*offset`` in general; the result is clipped to [0, 1] as every
+        released model ends with ``w2nn.InplaceClip01``.
         """
         be = get_backend(backend) if isinstance(backend, str) else backend
-        x = be.to_device(np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2, 3)))
-        y = self.on(be).run(x, be)                                  # (C, N, OH, OW)
+        x = be.to_device(np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2, 3)))  # (C, N, H, W)
+        net = self.on(be)
+        y = net.config.arch.forward(net.layers, x, be)                     # (C, N, OH, OW)
         return np.ascontiguousarray(be.to_host(y).transpose(1, 0, 2, 3))  # (N, C, OH, OW)
 
     def on(self, be: Backend) -> "Model":
-        """This model with its weights moved to ``be``'s device (cached per backend)."""
+        """This model as ``be`` runs it (cached): weights on its device, in its forms."""
         if be.name not in self._on:
-            layers = [type(l)(**{k: (be.to_device(v) if isinstance(v, np.ndarray) else v)
-                                 for k, v in vars(l).items()}) for l in self.layers]
-            self._on[be.name] = Model(self.config, layers, self._arch, self.path)
+            layers = {name: layer.on(be) for name, layer in self.layers.items()}
+            self._on[be.name] = Model(self.config, layers, self.path)
         return self._on[be.name]
 
     def __repr__(self) -> str:
         c = self.config
-        return f"Model({c.arch_name}, channels={c.channels}, scale={c.scale}, offset={c.offset}, path={self.path!r})"
+        return (f"Model({c.arch_name}, channels={c.channels}, scale_factor={c.scale_factor}, "
+                f"offset={c.offset}, path={self.path!r})")
 
 
 def load_model(path: str | Path) -> Model:
@@ -118,12 +137,11 @@ def load_model(path: str | Path) -> Model:
     specs = arch.spec(channels)
     if len(entries) != len(specs):
         raise ModelFormatError(f"{path}: {arch_name} has {len(specs)} layers, the file has {len(entries)}")
-    layers = [_build_layer(path, i, e, s) for i, (e, s) in enumerate(zip(entries, specs))]
-    for key, expected in (("offset", arch.offset), ("scale_factor", arch.scale)):
+    layers = {s.name: _build_layer(path, i, e, s) for i, (e, s) in enumerate(zip(entries, specs))}
+    for key, expected in (("offset", arch.offset), ("scale_factor", arch.scale_factor)):
         if key in cfg and int(cfg[key]) != expected:
             raise ModelFormatError(f"{path}: model_config.{key} is {cfg[key]}, {arch_name} has {expected}")
-    config = ModelConfig(arch_name, channels, arch.scale, arch.offset, arch.valid_sizes)
-    return Model(config, layers, arch, str(path))
+    return Model(ModelConfig(arch, channels), layers, str(path))
 
 
 def _arch_name(path: Path, entries: list[dict]) -> str:
@@ -144,13 +162,13 @@ def _arch_name(path: Path, entries: list[dict]) -> str:
 
 
 def _build_layer(path: Path, i: int, e: dict, spec: LayerSpec):
-    where = f"{path}: layer {i}"
+    where = f"{path}: layer {i} ({spec.name})"
     missing = [k for k in _REQUIRED_KEYS if k not in e]
     if missing:
         raise ModelFormatError(f"{where}: missing key(s) {', '.join(missing)}")
     cls = e.get("class_name", "nn.SpatialFullConvolution" if spec.kind == "deconv" else "nn.SpatialConvolutionMM")
     kind = "conv" if cls in CONV_CLASSES else "deconv" if cls in DECONV_CLASSES else None
-    found = LayerSpec(kind or cls, e["nInputPlane"], e["nOutputPlane"], e["kW"],
+    found = LayerSpec(spec.name, kind or cls, e["nInputPlane"], e["nOutputPlane"], e["kW"],
                       e.get("dW", 1), e.get("padW", 0))
     if e["kH"] != e["kW"] or e.get("dH", found.stride) != found.stride or e.get("padH", found.pad) != found.pad:
         raise ModelFormatError(f"{where}: non-square kernel/stride/pad are not used by any waifu2x arch")

@@ -24,6 +24,12 @@ def out_size(size: int, k: int, stride: int) -> int:
     return (size - k) // stride + 1
 
 
+def transposed_out_size(size: int, k: int, stride: int, pad: int) -> int:
+    """Output length of a transposed convolution (col2im): ``(size - 1)*stride - 2*pad + k``
+    (nn.SpatialFullConvolution with no adjW)."""
+    return (size - 1) * stride - 2 * pad + k
+
+
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int, out: np.ndarray | None = None) -> np.ndarray:
     """Unfold every ``kh x kw`` window of an unpadded convolution into a column.
 
@@ -67,7 +73,7 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
     y : float32 array (OC, N, OH, OW) with ``OH = (H - 1)*stride - 2*pad + kh``
     """
     oc, n, h, w = shape
-    oh, ow = (h - 1) * stride - 2 * pad + kh, (w - 1) * stride - 2 * pad + kw
+    oh, ow = transposed_out_size(h, kh, stride, pad), transposed_out_size(w, kw, stride, pad)
     y = np.zeros((oc, n, oh, ow), dtype=cols.dtype)
     cols6 = cols.reshape(oc, kh, kw, n, h, w)  # (OC, kh, kw, N, H, W)
     for i in range(kh):
@@ -135,6 +141,15 @@ def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
     g = w2d.reshape(oc, in_channels, 3, 3).astype(np.float64)          # (OC, C, 3, 3)
     u = np.einsum("ai,ocij,bj->aboc", WINOGRAD_G, g, WINOGRAD_G)       # (4, 4, OC, C)
     return np.ascontiguousarray(u.reshape(16, oc, in_channels), dtype=np.float32)
+
+
+def kn2row_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:
+    """A conv weight (OC, C*k*k) in kn2row's form (OC*k*k, C): one GEMM with the input
+    (C, N*H*W) then gives every shifted plane at once (``kn2row_conv``)."""
+    oc = w2d.shape[0]
+    # (OC, C*k*k) -> (OC, C, k, k) -> (OC, k, k, C) -> (OC*k*k, C)
+    return np.ascontiguousarray(w2d.reshape(oc, in_channels, k, k).transpose(0, 2, 3, 1)
+                                .reshape(oc * k * k, in_channels))
 
 
 def _winograd_bt(d: list) -> list:
