@@ -8,6 +8,7 @@
 from w2x import reconstruct
 from w2x.nn.models import Model, ModelConfig, ModelFormatError, load_model
 from w2x.pipeline import Options, convert, process
+from w2x.version import __version__
 
 __all__ = ["Model", "ModelConfig", "ModelFormatError", "Options", "convert", "load_model",
            "process", "reconstruct"]
