@@ -70,7 +70,7 @@ def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str | None
         get_backend("numba")
     except BackendUnavailableError as e:
         why = ("Numba is not installed" if importlib.util.find_spec("numba") is None
-               else f"Numba did not load ({e})")
+               else f"Numba did not load ({e.__context__ or e})")   # the ImportError
         return chosen, (f"--backend auto runs on numpy, several times slower than numba: {why}; "
                         "pip install 'w2x[cpu]'")
     return chosen, None

@@ -53,14 +53,35 @@ class _Parser(argparse.ArgumentParser):
 
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     """Add "did you mean --x?" to an unrecognised option close to a known one."""
+    if message.startswith("argument {models,benchmark}: invalid choice: "):
+        arg = message.split("invalid choice: ")[1].split(" (choose")[0]
+        return (f"unexpected argument {arg}; give inputs with -i (w2x -i {arg.strip(chr(39))}) "
+                "or a command: models, benchmark")
     if not message.startswith("unrecognized arguments: "):
         return message
-    known = [s for a in parser._actions for s in a.option_strings]
     for arg in message.removeprefix("unrecognized arguments: ").split():
-        close = difflib.get_close_matches(arg.split("=")[0], known, n=1, cutoff=0.6)
-        if arg.startswith("-") and close:
-            return f"unknown option {arg}; did you mean {close[0]}?"
+        if arg.startswith("-"):
+            return _unknown_option(parser, arg)
     return message
+
+
+def _unknown_option(parser: argparse.ArgumentParser, arg: str) -> str:
+    known = [s for a in parser._actions for s in a.option_strings]
+    close = difflib.get_close_matches(arg.split("=")[0], known, n=1, cutoff=0.6)
+    return f"unknown option {arg}" + (f"; did you mean {close[0]}?" if close else
+                                      f"; see {parser.prog} --help")
+
+
+def _check_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Refuse an unknown ``--option`` before parsing: argparse would take its value for a
+    subcommand and say "invalid choice" about the value instead."""
+    known = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    for arg in argv:
+        if arg == "--":
+            return
+        name = arg.split("=")[0]
+        if name.startswith("--") and not any(k.startswith(name) for k in known):
+            raise OptionError(parser.prog, _unknown_option(parser, arg))
 
 
 def _quality(text: str) -> int:
@@ -234,9 +255,11 @@ def _convert(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        parser = build_parser()
         if argv[:1] not in (["models"], ["benchmark"]):
             argv = spellings.translate(argv)
-        args = build_parser().parse_args(argv)
+            _check_options(parser, argv)
+        args = parser.parse_args(argv)
     except spellings.SpellingError as e:
         print(f"w2x: error: {e}", file=sys.stderr)
         return EXIT_USAGE
