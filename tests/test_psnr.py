@@ -1,4 +1,4 @@
-"""w2x.benchmark: metric helpers on hand-made arrays, and the bicubic column on real test sets.
+"""w2x.psnr (and `w2x benchmark`): metric helpers on hand-made arrays, and the bicubic column on real test sets.
 
 The BSD100 bicubic figure is the published one (appendix/benchmark.md: 29.558); it pins the
 whole protocol (16-bit GM Catrom, truncated MATLAB luma, per-image PSNR mean), since the
