@@ -328,7 +328,7 @@ def test_text_progress_shows_file_and_tile_bars_and_a_summary(tmp_path, monkeypa
     assert "2 written, 0 skipped, 0 failed" in text
     quiet = io.StringIO()
     batch.run_jobs(jobs, Conversion(FAST_OPTS, Target(1.0)),
-                   TextReporter(bars=False, summary=False, stream=quiet))
+                   TextReporter(bars=False, quiet=True, stream=quiet))
     assert quiet.getvalue() == ""
 
 

@@ -446,3 +446,216 @@ def test_bad_options_exit_2(capsys, lena):
     assert run(capsys, "-i", lena, "--resume", "--no-overwrite")[0] == 2
     rc, _, err = run(capsys, "-i", lena.parent / "missing.png")
     assert rc == 2 and "no such file" in err
+
+
+# --- 9. waifu2x users' language (issue 16) ---------------------------------------------------------
+
+@pytest.fixture
+def parsed(monkeypatch, capsys, lena, tmp_path):
+    """Run the command line up to the batch loop; return what it would run with."""
+    from w2x.cli import batch
+
+    def fake_run_jobs(jobs, conv, reporter, *, existing, plans):
+        import threadpoolctl
+        seen.update(jobs=jobs, conv=conv, reporter=reporter, existing=existing,
+                    blas_threads={lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                                  if lib["user_api"] == "blas"})
+        return batch.Summary(written=list(jobs))
+
+    monkeypatch.setattr(batch, "run_jobs", fake_run_jobs)
+    seen = {}
+
+    def parse(*args):
+        seen.clear()
+        style = [] if "-model_dir" in args else ["--style", "vgg_7/art"]
+        rc, out, err = run(capsys, "-i", lena, "-o", tmp_path / "x.png", *style, *args)
+        seen.update(rc=rc, err=err)
+        return seen
+    return parse
+
+
+@pytest.mark.parametrize("args, field, want", [
+    (["-noise_level", "3"], "noise_level", 3),
+    (["-noise_level=0"], "noise_level", 0),
+    (["-crop_size", "128"], "tile_size", 128),
+    (["-batch_size", "4"], "batch_size", 4),
+    (["-tta", "1"], "tta_level", 8),                       # waifu2x.lua:266-267: -tta_level 8
+    (["-tta", "1", "-tta_level", "2"], "tta_level", 2),
+    (["-tta", "0", "-tta_level", "4"], "tta_level", 1),    # the level counts only with -tta 1
+    (["-tta_level", "4"], "tta_level", 4),
+    (["-m", "noise"], "mode", "noise"),
+    (["-method", "scale"], "mode", "scale"),
+])
+def test_original_spellings_set_the_options(parsed, args, field, want):
+    seen = parsed(*args)
+    assert seen["rc"] == 0, seen["err"]
+    assert getattr(seen["conv"].opts, field) == want
+
+
+def test_original_model_dir_depth_and_scale(parsed):
+    seen = parsed("-model_dir", MODEL_DIR / "vgg_7" / "art", "-depth", "16", "-scale", "1.5",
+                  "-m", "scale")
+    conv = seen["conv"]
+    assert seen["rc"] == 0 and conv.opts.model_dir == str(MODEL_DIR / "vgg_7" / "art")
+    assert conv.depth == 16 and conv.target.scale == 1.5
+
+
+@pytest.mark.parametrize("args, existing", [(["-resume", "1"], "skip"), (["-resume", "0"], "replace")])
+def test_original_resume(parsed, args, existing):
+    assert parsed(*args)["existing"] == existing
+
+
+@pytest.mark.parametrize("args, quiet", [(["-q", "1"], True), (["-q", "0"], False), (["-q"], True)])
+def test_original_quiet(parsed, args, quiet):
+    assert parsed(*args)["reporter"].quiet is quiet
+
+
+def test_original_thread_and_ncnn_j_limit_blas(parsed):
+    assert parsed("-thread", "1")["blas_threads"] == {1}
+    assert parsed("-j", "1:1:2")["blas_threads"] == {1}     # load:proc:save -> proc
+    assert parsed("--threads", "1")["blas_threads"] == {1}
+    assert parsed("-thread", "-1")["rc"] == 0                 # the original's default: all
+
+
+def test_threads_limit_numba_too_and_are_restored(parsed):
+    numba = pytest.importorskip("numba")
+    before = numba.get_num_threads()
+    seen = {}
+    from w2x.cli import batch
+    real = batch.run_jobs
+
+    def spy(*a, **k):
+        seen["numba"] = numba.get_num_threads()
+        return real(*a, **k)
+    import unittest.mock
+    with unittest.mock.patch.object(batch, "run_jobs", spy):
+        assert parsed("--threads", "1")["rc"] == 0
+    assert seen["numba"] == 1 and numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("args, field, want", [
+    (["-t", "64"], "tile_size", 64),
+    (["-t", "0"], "tile_size", 256),                         # ncnn's 0 = automatic
+    (["-x"], "tta_level", 8),
+    (["-n", "-1"], "mode", "scale"),                         # ncnn: no denoising
+    (["-n", "2"], "noise_level", 2),
+])
+def test_ncnn_spellings_set_the_options(parsed, args, field, want):
+    seen = parsed(*args)
+    assert seen["rc"] == 0, seen["err"]
+    assert getattr(seen["conv"].opts, field) == want
+
+
+def test_ncnn_format(capsys, lena, tmp_path):
+    rc, _, err = run(capsys, "-i", lena, "-o", f"{tmp_path / 'out'}/", "-f", "webp", *NOISE)
+    assert rc == 0 and Image.open(tmp_path / "out" / "lena.webp").format == "WEBP"
+
+
+def test_ncnn_gpu_and_verbose(parsed):
+    seen = parsed("-g", "-1", "-v")
+    assert seen["rc"] == 0 and seen["conv"].opts.backend in ("numba", "numpy")   # the CPU
+    assert "vgg_7/art/noise1_model.json" in seen["err"] and "backend" in seen["err"]
+    seen = parsed("-g", "-1", "--backend", "cupy")
+    assert seen["rc"] == 2 and seen["err"].count("\n") == 1 and "-g -1" in seen["err"]
+
+
+def test_ncnn_gpu_without_cuda_is_one_line(parsed):
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    seen = parsed("-g", "0")
+    assert seen["rc"] == 2 and seen["err"].count("\n") == 1 and "-g -1" in seen["err"]
+
+
+def test_ncnn_model_folder_gets_a_one_line_hint(capsys, lena):
+    rc, _, err = run(capsys, "-i", lena, "-m", "models-cunet")
+    assert rc == 2 and err.count("\n") == 1 and "--style art" in err and "--model-dir" in err
+
+
+def test_original_noise_level_was_parsed_as_n():
+    """The bug of issue 16: argparse read -noise_level as -n oise_level."""
+    from w2x.cli.spellings import translate
+    assert translate(["-noise_level", "1", "-i", "a.png"]) == ["--noise-level", "1", "-i", "a.png"]
+
+
+def test_unknown_option_is_one_line_with_a_suggestion(capsys, lena):
+    rc, _, err = run(capsys, "-i", lena, "--tile-sise", "48")
+    assert rc == 2 and err == "w2x: error: unknown option --tile-sise; did you mean --tile-size?\n"
+    rc, _, err = run(capsys, "-i", lena, "--tta-level", "3")
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("w2x: error:")
+
+
+def test_version(capsys):
+    import w2x
+    rc, out, _ = run(capsys, "--version")
+    assert rc == 0 and out.strip() == f"w2x {w2x.__version__}" and w2x.__version__[0].isdigit()
+
+
+def test_one_line_per_converted_file_without_a_terminal(tmp_path, capsys, lena):
+    rc, out, err = run(capsys, "-i", lena, "-o", tmp_path / "x.png", *SCALE)
+    assert rc == 0 and out == ""
+    line = err.strip()
+    assert line.count("\n") == 0 and str(tmp_path / "x.png") in line and "32x32" in line
+    assert " s (vgg_7/art, numpy)" in line
+
+
+def test_one_bar_over_all_passes_never_goes_back(tmp_path, capsys, neko):
+    """-s 4 on an image with alpha: two 2x passes, each with its alpha; the file's tiles
+    are counted up front, so the JSON file_done/file_total never fall back."""
+    rc, out, _ = run(capsys, "-i", neko, "-o", tmp_path / "x.png", *NOISE[2:], "-m", "noise_scale",
+                     "-s", "4", "--progress", "json")
+    tiles = [json.loads(line) for line in out.splitlines() if '"tiles"' in line]
+    assert rc == 0 and max(t["pass"] for t in tiles) >= 4       # denoise, 2x, alpha, 2x, alpha
+    fractions = [t["file_done"] / t["file_total"] for t in tiles]
+    assert fractions == sorted(fractions) and fractions[-1] == 1
+    assert len({t["file_total"] for t in tiles}) == 1              # counted right up front
+
+
+def test_text_bar_never_goes_back(tmp_path, capsys, neko, monkeypatch):
+    from w2x.cli import progress
+    positions = []
+
+    class FakeBar:
+        def __init__(self, total=0, **kw):
+            self.total, self.n = total, 0
+
+        def update(self, k):
+            self.n += k
+            positions.append(self.n / self.total)
+
+        def close(self):
+            pass
+    monkeypatch.setattr(progress, "tqdm", FakeBar)
+    monkeypatch.setattr(FakeBar, "write", staticmethod(lambda line, file: file.write(line + "\n")),
+                        raising=False)
+    rc, _, _ = run(capsys, "-i", neko, "-o", tmp_path / "x.png", *FAST[:-2], "-s", "4",
+                   "--progress", "bar")
+    assert rc == 0 and positions == sorted(positions) and positions[-1] == 1
+
+
+@pytest.fixture
+def no_numba(monkeypatch):
+    """The numba backend fails to load, as where Numba is missing."""
+    import sys
+    from w2x.nn import backend
+    backend.get_backend.cache_clear()
+    monkeypatch.setitem(sys.modules, "w2x.kernels.cpu_numba", None)   # its import fails
+    yield
+    backend.get_backend.cache_clear()
+
+
+def test_auto_backend_fallback_to_numpy_is_noted(tmp_path, capsys, lena, no_numba):
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("auto picks cupy here")
+    except ImportError:
+        pass
+    args = ["-i", lena, "-o", tmp_path / "x.png", "--style", "vgg_7/art", "-m", "noise",
+            "--tile-size", "48", "--progress", "none"]
+    rc, _, err = run(capsys, *args)
+    assert rc == 0 and "note: --backend auto runs on numpy" in err and "w2x[cpu]" in err
+    assert "(vgg_7/art, numpy)" in err
+    rc, _, err = run(capsys, *args, "-q")
+    assert rc == 0 and err == ""

@@ -14,7 +14,8 @@ import pytest
 
 from w2x import download as dl
 from w2x import store as model_store
-from w2x.download import DownloadError, download, git_blob_sha1, models_main, offer_download
+from w2x.cli.main import main as cli_main
+from w2x.download import DownloadError, download, git_blob_sha1, offer_download
 
 SHARED = Path(os.environ.get("W2X_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 WEIGHTS = Path(os.environ.get("W2X_MODEL_DIR") or SHARED / "weights")
@@ -24,6 +25,11 @@ UKBENCH_BLOB = "52cf16cf57fb96d2cd746b18aaa93e8c884926bc"
 needs_ukbench = pytest.mark.skipif(
     not (WEIGHTS / UKBENCH).is_file(), reason=f"no {UKBENCH} under {WEIGHTS}"
 )
+
+
+def models_main(argv):
+    """``w2x models ...``"""
+    return cli_main(["models", *argv])
 
 
 @pytest.fixture(autouse=True)

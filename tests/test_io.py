@@ -2,6 +2,8 @@
 import io
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,8 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from w2x.io import write as io_write
-from w2x.io.read import convert_profile, icc_transform
+from w2x import atomic
+from w2x.io.icc import convert_profile, icc_transform
 from w2x.color import CLIP_EPS8, CLIP_EPS16, quantize
 from w2x.io import (
     DEFAULT_MAX_PIXELS,
@@ -299,7 +301,7 @@ def test_failed_write_leaves_existing_target_untouched(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(io_write.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
     with pytest.raises(ImageWriteError, match="keep.png"):
         write_image(target, np.zeros((3, 4, 4), np.float32))
     assert target.read_bytes() == b"precious bytes"
@@ -489,3 +491,13 @@ def test_one_frame_gif_round_trip(tmp_path):
     write_frames(tmp_path / "one.gif", anim)
     back = read_frames(tmp_path / "one.gif")
     assert len(back.frames) == 1 and back.frames[0].rgb.shape == (3, 159, 228)
+
+
+def test_importing_and_reading_leave_pillows_guard_alone():
+    """w2x checks max_pixels per call; Pillow's process-wide guard is the user's."""
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import w2x, w2x.io, "
+            "w2x.cli.main; assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    before = Image.MAX_IMAGE_PIXELS
+    read_image(IMAGES / "lena.png")
+    assert Image.MAX_IMAGE_PIXELS == before

@@ -9,5 +9,7 @@ from w2x import reconstruct
 from w2x.api import convert, load_model
 from w2x.nn.models import Model, ModelConfig, ModelFormatError
 from w2x.pipeline import Options
+from w2x.version import __version__
 
-__all__ = ["Model", "ModelConfig", "ModelFormatError", "Options", "convert", "load_model", "reconstruct"]
+__all__ = ["Model", "ModelConfig", "ModelFormatError", "Options", "__version__", "convert", "load_model",
+           "reconstruct"]

@@ -2,17 +2,14 @@
 
 Files come from the original repository's raw tree, are checked against the git blob SHA-1s
 in ``weights/original_blobs.tsv`` and written atomically under
-:func:`w2x.store.cache_root`. Also holds the ``w2x models list|download`` command.
+:func:`w2x.store.cache_root`. The ``w2x models`` command is ``w2x.cli.models``.
 """
 
-import argparse
 import functools
 import hashlib
 import importlib.resources
 import http.client
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from w2x import atomic
 from w2x.store import (
     CACHE_DIR_ENV,
     MODEL_DIR_ENV,
@@ -28,10 +26,8 @@ from w2x.store import (
     NOISE_LEVELS,
     STYLES,
     cache_root,
-    list_installed,
     model_filename,
     model_subdir,
-    search_dirs,
 )
 
 # The original repository; master is its final commit cc385f9. Files: <base>/models/<rel>.
@@ -153,19 +149,6 @@ def _fetch(url, *, timeout, progress, desc, dest_root):
     )
 
 
-def _write_atomic(dest, data):
-    """Write ``data`` to a temp file beside ``dest``, then rename it over ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _is_valid(path, entry):
     return path.is_file() and git_blob_sha1(path.read_bytes()) == entry.blob_sha1
 
@@ -208,7 +191,7 @@ def download(style="art", dest_root=None, base_url=DEFAULT_BASE_URL, progress=Tr
     Notes
     -----
     The original ships the models in its repository (reference §1.8); it has no download
-    step. The SHA-1s are those of its final commit cc385f9 (weights/original-blobs.txt).
+    step. The SHA-1s are those of its final commit cc385f9 (weights/original_blobs.tsv).
     """
     scheme = urllib.parse.urlsplit(base_url).scheme
     if scheme not in _URL_SCHEMES:
@@ -237,7 +220,8 @@ def download(style="art", dest_root=None, base_url=DEFAULT_BASE_URL, progress=Tr
                 f"nagadomi/waifu2x"
             )
         try:
-            _write_atomic(dest, data)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(dest, data)
         except OSError as e:
             raise DownloadError(
                 f"could not write {dest}: {e.strerror or e}; "
@@ -282,57 +266,3 @@ def offer_download(style, stream_in, stream_out):
         return False
     download(style)
     return True
-
-
-class _UsageError(ValueError):
-    """A command-line mistake, reported in one line instead of argparse's exit."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(message)
-
-
-def _list(args):
-    installed = list_installed()
-    for model in installed:
-        print(f"{model.style_dir}/{model.name}\t{model.path}")
-    if not installed:
-        print(
-            f"no models in {', '.join(map(str, search_dirs()))}; "
-            f"run `w2x models download --style art` (or photo, all)"
-        )
-    return 0
-
-
-def _download(args):
-    fetched = download(args.style, base_url=args.base_url, progress=not args.quiet)
-    if not args.quiet:
-        present = len(style_files(args.style)) - len(fetched)
-        print(f"{len(fetched)} downloaded, {present} already present, in {cache_root()}")
-    return 0
-
-
-def models_main(argv):
-    """``w2x models list`` and ``w2x models download [--style] [--base-url] [--quiet]``.
-
-    Returns the exit status: 0, or 2 after one line on stderr for any error.
-    """
-    parser = _Parser(prog="w2x models", description="List or download waifu2x models.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="models found in $W2X_MODEL_DIR and the cache")
-    fetch = commands.add_parser("download", help="fetch the original models into the cache")
-    fetch.add_argument("--style", choices=[*STYLES, "all"], default="art",
-                       help="art: cunet/art; photo: upconv_7/photo + vgg_7/photo noise")
-    fetch.add_argument("--base-url", default=DEFAULT_BASE_URL,
-                       help="root of a copy of the nagadomi/waifu2x repository")
-    fetch.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    run = {"list": _list, "download": _download}
-    try:
-        args = parser.parse_args(argv)
-        return run[args.command](args)
-    except SystemExit as e:  # --help
-        return e.code or 0
-    except (ValueError, OSError) as e:  # DownloadError and ModelNotFoundError are OSErrors
-        print(f"w2x models: error: {e}", file=sys.stderr)
-        return 2

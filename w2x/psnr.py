@@ -20,26 +20,21 @@ libjpeg-turbo) sample for sample on the images tried.
 
 Line numbers below are nagadomi/waifu2x HEAD cc385f9.
 """
-import argparse
 import csv
 import io
 import math
-import os
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
-from w2x import reconstruct
-from w2x.nn.backend import BackendUnavailableError
-from w2x.store import find_model, model_filename
+from w2x import atomic, reconstruct
 from w2x.nn.models import load_model
-from w2x.resize import FILTERS, gm_resize
+from w2x.resize import gm_resize
+from w2x.store import find_model, model_filename
 
 # benchmark.lua:91-99 rgb2y_matlab: MATLAB rgb2ycbcr luma, video range 16-235 (`-range_bug 1`).
 Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -63,6 +58,12 @@ class JpegSettings:
     quality: int = 75
     times: int = 1
     quality_down: int = 5
+
+    def __post_init__(self):
+        last = self.quality - (self.times - 1) * self.quality_down
+        if self.times < 1 or not (0 < last <= 100 and 0 < self.quality <= 100):
+            raise ValueError(f"JPEG qualities must stay in 1..100 over {self.times} pass(es) "
+                             f"(quality {self.quality}, down {self.quality_down} a pass)")
 
 
 @dataclass(frozen=True)
@@ -228,19 +229,20 @@ def image_files(folder):
 
 
 def run(folder, method="scale", model_fn=None, jpeg=JpegSettings(),
-        downscale_filter=DOWNSCALE_FILTER, progress=False):
+        downscale_filter=DOWNSCALE_FILTER, progress: Callable[[int, int], None] | None = None):
     """Score every decodable image of a folder; returns a list of `ImageScore`.
 
-    ``progress`` shows a tqdm bar on stderr. Raises FileNotFoundError for a missing folder
-    and ValueError when it holds no decodable image.
+    ``progress`` is called with (files done, files total) after each file. Raises
+    FileNotFoundError for a missing folder and ValueError when it holds no decodable image.
     """
     files = image_files(folder)
     scores = []
-    for path in tqdm(files, desc=Path(folder).name, unit="img", file=sys.stderr,
-                     disable=not progress):
+    for done, path in enumerate(files, start=1):
         img = read_rgb8(path)
         if img is not None:
             scores.append(score_image(path.stem, img, method, model_fn, jpeg, downscale_filter))
+        if progress is not None:
+            progress(done, len(files))
     if not scores:
         raise ValueError(f"{folder}: no decodable image among {len(files)} files")
     return scores
@@ -252,23 +254,16 @@ def mean_psnr(scores, field="baseline_psnr"):
 
 
 def write_csv(path, scores):
-    """Per-image figures as CSV, written to a temp file then renamed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            out = csv.writer(f)
-            out.writerow(["image", "baseline_mse", "baseline_psnr", "model_mse", "model_psnr",
-                          "model_seconds"])
-            for s in scores:
-                out.writerow([s.name, s.baseline_mse, f"{s.baseline_psnr:.6f}",
-                              "" if s.model_mse is None else s.model_mse,
-                              "" if s.model_psnr is None else f"{s.model_psnr:.6f}",
-                              f"{s.model_seconds:.4f}"])
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Per-image figures as CSV, written atomically (``w2x.atomic``)."""
+    with atomic.replacing(path, text=True, newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["image", "baseline_mse", "baseline_psnr", "model_mse", "model_psnr",
+                      "model_seconds"])
+        for s in scores:
+            out.writerow([s.name, s.baseline_mse, f"{s.baseline_psnr:.6f}",
+                          "" if s.model_mse is None else s.model_mse,
+                          "" if s.model_psnr is None else f"{s.model_psnr:.6f}",
+                          f"{s.model_seconds:.4f}"])
 
 
 def markdown_table(dataset, method, model_name, tta_level, scores, total_seconds):
@@ -285,69 +280,20 @@ def markdown_table(dataset, method, model_name, tta_level, scores, total_seconds
                       "| " + " | ".join(row) + " |"])
 
 
-def _model_fn(args):
-    """Load the model the options name; returns (callable, display name)."""
-    name = model_filename(args.method, args.noise_level)
-    if args.model_dir:
-        path = find_model(name, model_dir=args.model_dir)
-    else:
-        path = find_model(name, style=args.style)
+def model_step(method="scale", noise_level=1, *, style=None, model_dir=None, tile_size=256,
+               tta_level=1, backend="auto"):
+    """The model a benchmark runs, as ``model_fn`` for `run`, and its display name.
+
+    The model is ``scale2.0x`` (``method`` scale) or ``noise{noise_level}`` found in
+    ``model_dir``, else in the search path under ``style`` (``w2x.store.find_model``, which
+    raises ModelNotFoundError saying where it looked). Returns (callable, "<arch>/<style>").
+    """
+    name = model_filename(method, noise_level)
+    path = (find_model(name, model_dir=model_dir) if model_dir else find_model(name, style=style))
     model = load_model(path)
-    step = reconstruct.upscale2x if args.method == "scale" else reconstruct.denoise
+    step = reconstruct.upscale2x if method == "scale" else reconstruct.denoise
 
     def fn(x):
-        return step(model, x, tile_size=args.tile_size, tta_level=args.tta_level,
-                    backend=args.backend)
+        return step(model, x, tile_size=tile_size, tta_level=tta_level, backend=backend)
 
     return fn, f"{path.parent.parent.name}/{path.parent.name}"
-
-
-def _parser():
-    p = argparse.ArgumentParser(
-        prog="w2x benchmark",
-        description="PSNR benchmark as the original's tools/benchmark.lua "
-                    "-filter Catrom -color y -range_bug 1 (prints a markdown table).")
-    p.add_argument("dataset_dir", help="folder of ground-truth images (e.g. ../shared/datasets/BSD100)")
-    p.add_argument("--model-dir", help="folder holding scale2.0x_model.json[.gz] / noise{N}_model.json[.gz]")
-    p.add_argument("--style", help="model set in the search path instead of --model-dir: "
-                                   "art, photo or an <arch>/<style> folder such as vgg_7/photo")
-    p.add_argument("--method", choices=sorted(METHODS), default="scale")
-    p.add_argument("--filter", choices=sorted(FILTERS), default=DOWNSCALE_FILTER,
-                   help="GraphicsMagick filter for the 0.5x input of --method scale")
-    p.add_argument("--noise-level", type=int, default=1, choices=(0, 1, 2, 3))
-    p.add_argument("--jpeg-quality", type=int, default=JpegSettings.quality)
-    p.add_argument("--jpeg-times", type=int, default=JpegSettings.times)
-    p.add_argument("--jpeg-quality-down", type=int, default=JpegSettings.quality_down)
-    p.add_argument("--tta-level", type=int, choices=TTA_LEVELS, default=1)
-    p.add_argument("--tile-size", type=int, default=256)
-    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cupy"))
-    p.add_argument("--bicubic-only", action="store_true", help="score the baseline only (no model)")
-    p.add_argument("--csv", help="write per-image figures to this CSV file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv=None):
-    """Command line entry; prints the summary table to stdout and returns an exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not args.bicubic_only and not (args.model_dir or args.style):
-        parser.error("give --model-dir or --style, or --bicubic-only to score the baseline alone")
-    if args.jpeg_times < 1 or not 0 < args.jpeg_quality - (args.jpeg_times - 1) * args.jpeg_quality_down <= 100:
-        parser.error("JPEG qualities must stay in 1..100 over --jpeg-times passes")
-    jpeg = JpegSettings(args.jpeg_quality, args.jpeg_times, args.jpeg_quality_down)
-    try:
-        model_fn, model_name = (None, "-") if args.bicubic_only else _model_fn(args)
-        t0 = time.perf_counter()
-        scores = run(args.dataset_dir, args.method, model_fn, jpeg, args.filter,
-                     progress=not args.quiet)
-        total = time.perf_counter() - t0
-        if args.csv:
-            write_csv(args.csv, scores)
-    except (OSError, ValueError, BackendUnavailableError) as e:
-        print(f"benchmark: error: {e}", file=sys.stderr)
-        return 2
-    dataset = Path(args.dataset_dir).resolve().name
-    tta = args.tta_level if model_fn else "-"
-    print(markdown_table(dataset, args.method, model_name, tta, scores, total))
-    return 0

@@ -26,13 +26,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Protocol
 
 from w2x import anyscale, pipeline
+from w2x.cli.workload import count_tiles
 from w2x.io import DEFAULT_MAX_PIXELS, Animation, Picture, read_frames, write_frames, write_image
 from w2x.io.write import ANIMATION_FORMATS, STILL_FORMATS
 from w2x.pipeline import Options, Plan
-from w2x.cli.progress import Reporter
-from w2x.reconstruct import ProgressFn
 
 # Files a directory scan picks up (what io reads and writes); named files are always tried.
 IMAGE_SUFFIXES = frozenset(STILL_FORMATS) | frozenset(ANIMATION_FORMATS)
@@ -78,6 +78,76 @@ class Summary:
     @property
     def total(self) -> int:
         return len(self.written) + len(self.skipped) + len(self.failed)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one job ended: ``status`` written, skipped or failed (then ``error``), and the
+    output's ``size`` (width, height) when written."""
+    status: str
+    seconds: float
+    error: str | None = None
+    size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    """Network tiles done in the file in hand: in its pass ``pass_number`` (from 1: denoise,
+    2x, alpha, TTA pattern, frame...) and over all of its passes (``file_total`` counted
+    before the file started, ``workload.count_tiles``; ``file_done`` never goes back)."""
+    pass_number: int
+    done: int
+    total: int
+    file_done: int
+    file_total: int
+
+
+class Reporter(Protocol):
+    """What the batch loop tells about a run, event by event (progress.py shows it)."""
+
+    def start(self, n_files: int) -> None:
+        """Called once, before the first file."""
+
+    def begin(self, job: Job, n_files: int) -> None:
+        """A file is about to be converted (or skipped)."""
+
+    def tiles(self, progress: TileProgress) -> None:
+        """A network tile of the current file is done."""
+
+    def end(self, job: Job, outcome: Outcome) -> None:
+        """A file is finished."""
+
+    def finish(self, summary: Summary) -> None:
+        """Called once, after the last file."""
+
+
+class SilentReporter(Reporter):
+    """A Reporter that shows nothing (``run_jobs`` without one): the Protocol's empty methods."""
+
+
+class _FileTiles:
+    """Turns the per-pass (done, total) calls of the network into ``TileProgress`` events.
+
+    A pass starts when ``done`` falls back or the previous pass ended; the file's total is
+    set once the file is decoded (``planned``) and grows, never shrinks, should the passes
+    run more tiles than counted.
+    """
+
+    def __init__(self, report: Callable[[TileProgress], None]):
+        self.report = report
+        self.passes = self.done = self.total = self.finished = self.file_total = 0
+
+    def planned(self, file_total: int) -> None:
+        self.file_total = file_total
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.passes == 0 or done <= self.done or self.done >= self.total:
+            self.passes += 1
+            self.finished += self.done                 # tiles of the passes before
+        self.done, self.total = done, total
+        file_done = self.finished + done
+        self.file_total = max(self.file_total, file_done)
+        self.report(TileProgress(self.passes, done, total, file_done, self.file_total))
 
 
 @dataclass(frozen=True)
@@ -311,42 +381,45 @@ def run_jobs(jobs: list[Job], conv: Conversion, reporter: Reporter | None = None
     """
     if existing not in ("replace", "skip", "refuse"):
         raise ValueError(f"existing must be replace, skip or refuse, got {existing!r}")
-    reporter = reporter or Reporter()
+    reporter = reporter or SilentReporter()
     summary, t_run = Summary(), time.perf_counter()
     reporter.start(len(jobs))
     for job in jobs:
         reporter.begin(job, len(jobs))
-        t, error = time.perf_counter(), None
+        t, error, size = time.perf_counter(), None, None
         if job.dst.exists() and existing == "skip":
             summary.skipped.append(job)
-            reporter.end(job, "skipped", time.perf_counter() - t)
+            reporter.end(job, Outcome("skipped", time.perf_counter() - t))
             continue
         if job.dst.exists() and existing == "refuse":
             error = f"{job.dst} exists and --no-overwrite is set; remove it or use --resume"
         else:
             try:
-                convert_file(job.src, job.dst, conv, plans=plans, progress=reporter.tiles)
+                size = convert_file(job.src, job.dst, conv, plans=plans,
+                                    tiles=_FileTiles(reporter.tiles))
             except FILE_ERRORS as e:
                 error = str(e) or type(e).__name__
         if error is None:
             summary.written.append(job)
         else:
             summary.failed.append((job, error))
-        reporter.end(job, "written" if error is None else "failed", time.perf_counter() - t,
-                     error)
+        reporter.end(job, Outcome("written" if error is None else "failed",
+                                  time.perf_counter() - t, error, size))
     summary.seconds = time.perf_counter() - t_run
     reporter.finish(summary)
     return summary
 
 
 def convert_file(src: Path, dst: Path, conv: Conversion, *,
-                 plans: dict[str, Plan] | None = None, progress: ProgressFn | None = None) -> None:
+                 plans: dict[str, Plan] | None = None,
+                 tiles: _FileTiles | None = None) -> tuple[int, int]:
     """Read ``src`` (every frame), convert, write ``dst`` atomically in its extension's format.
 
     An animated GIF/APNG/WebP has every frame converted, with durations, loop count and
     disposal kept (the original converts the first frame only, nagadomi/waifu2x#96); it
     needs an animation format for ``dst`` (.gif, .png, .webp) and 8-bit output. A still
-    image written as .gif becomes a one-frame GIF.
+    image written as .gif becomes a one-frame GIF. ``tiles`` receives the network's
+    progress. Returns the output's (width, height).
     """
     anim = read_frames(src, max_pixels=conv.max_pixels)
     suffix = dst.suffix.lower()
@@ -357,7 +430,11 @@ def convert_file(src: Path, dst: Path, conv: Conversion, *,
     if animated and conv.depth != 8:
         raise ValueError(f"{src}: animations are written with 8 bits per sample; "
                          "drop --depth 16 for it")
-    frames = [_convert_picture(pic, conv, plans, progress) for pic in anim.frames]
+    if tiles is not None:
+        first = anim.frames[0]
+        tiles.planned(len(anim.frames) * count_tiles(
+            *first.rgb.shape[1:], first.alpha is not None, conv.opts, conv.target, plans))
+    frames = [_convert_picture(pic, conv, plans, tiles) for pic in anim.frames]
     if animated or suffix not in STILL_FORMATS:
         write_frames(dst, Animation(frames, anim.durations, anim.loop, anim.disposal),
                      quality=conv.quality)
@@ -365,6 +442,8 @@ def convert_file(src: Path, dst: Path, conv: Conversion, *,
         pic = frames[0]
         write_image(dst, pic.rgb, pic.alpha, pic.meta, depth=conv.depth, quality=conv.quality,
                     background=conv.background)
+    h, w = frames[0].rgb.shape[1:]
+    return w, h
 
 
 def _convert_picture(pic: Picture, conv: Conversion, plans, progress) -> Picture:

@@ -1,29 +1,87 @@
-"""Command line: ``w2x -i IN... [-o OUT] [options]`` and ``w2x models list|download``.
+"""Command line: ``w2x -i IN... [-o OUT] [options]``, ``w2x models list|download`` and
+``w2x benchmark DIR`` (CLI stage).
 
-Argument parsing and dispatch only: inputs and outputs are planned by ``batch.py``, sizes by
-``anyscale.py``, progress by ``progress.py``. Options and defaults follow the original
-``th waifu2x.lua`` (waifu2x.lua:252-271) where it has them. Exit codes: 0 all written or
-skipped, 1 some file failed (each reported, the run goes on), 2 the run could not start
-(bad option, no input, clashing or unwritable outputs, no models), 130 interrupted. Errors
-are one line on stderr, ``w2x: error: ...``.
+One argparse parser: the conversion's options at the top, the ``models`` (``models.py``)
+and ``benchmark`` (``psnr.py``) subcommands below; with no subcommand it converts. Inputs
+and outputs are planned by ``batch.py``, sizes by ``anyscale.py``, progress by
+``progress.py``; the spellings of the original and of waifu2x-ncnn-vulkan by
+``spellings.py``; threads and devices by ``machine.py``. Options and defaults follow the
+original ``th waifu2x.lua`` (waifu2x.lua:252-271) where it has them.
+
+Exit codes: 0 all written or skipped, 1 some file failed (each reported, the run goes on),
+2 the run could not start (bad option, no input, clashing or unwritable outputs, no
+models), 130 interrupted. Errors are one line on stderr, ``w2x: error: ...`` (``w2x
+models: error: ...``, ``w2x benchmark: error: ...`` for those commands).
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from pathlib import Path
 
 from w2x import anyscale, pipeline, reconstruct
-
-from w2x.cli import batch
-from w2x.nn.backend import BACKENDS, PRECISIONS
-from w2x.io import DEFAULT_MAX_PIXELS
-from w2x.store import STYLES, ModelNotFoundError
-from w2x.pipeline import MODES, Options
+from w2x.cli import batch, machine, models, psnr, spellings
 from w2x.cli.progress import PROGRESS_KINDS, make_reporter
+from w2x.io import DEFAULT_MAX_PIXELS
+from w2x.nn.backend import BACKENDS, PRECISIONS
+from w2x.pipeline import MODES, Options
+from w2x.store import STYLES, ModelNotFoundError
+from w2x.version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130   # 130 = 128 + SIGINT
+NO_DENOISE = -1               # waifu2x-ncnn-vulkan's -n -1: no denoising, i.e. -m scale
+DEFAULT_NOISE_LEVEL = 1       # waifu2x.lua:261
+ORIGINAL_TTA_LEVEL = 8        # the original's -tta 1 alone (-tta_level 8), ncnn's -x
+
+
+class OptionError(Exception):
+    """A command line that does not parse: ``prog`` and a one-line ``message``."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog, self.message = prog, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ``OptionError`` instead of printing the usage and exiting."""
+
+    def error(self, message):
+        raise OptionError(self.prog, _did_you_mean(self, message))
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """Add "did you mean --x?" to an unrecognised option close to a known one."""
+    if message.startswith("argument {models,benchmark}: invalid choice: "):
+        arg = message.split("invalid choice: ")[1].split(" (choose")[0]
+        return (f"unexpected argument {arg}; give inputs with -i (w2x -i {arg.strip(chr(39))}) "
+                "or a command: models, benchmark")
+    if not message.startswith("unrecognized arguments: "):
+        return message
+    for arg in message.removeprefix("unrecognized arguments: ").split():
+        if arg.startswith("-"):
+            return _unknown_option(parser, arg)
+    return message
+
+
+def _unknown_option(parser: argparse.ArgumentParser, arg: str) -> str:
+    known = [s for a in parser._actions for s in a.option_strings]
+    close = difflib.get_close_matches(arg.split("=")[0], known, n=1, cutoff=0.6)
+    return f"unknown option {arg}" + (f"; did you mean {close[0]}?" if close else
+                                      f"; see {parser.prog} --help")
+
+
+def _check_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Refuse an unknown ``--option`` before parsing: argparse would take its value for a
+    subcommand and say "invalid choice" about the value instead."""
+    known = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    for arg in argv:
+        if arg == "--":
+            return
+        name = arg.split("=")[0]
+        if name.startswith("--") and not any(k.startswith(name) for k in known):
+            raise OptionError(parser.prog, _unknown_option(parser, arg))
 
 
 def _quality(text: str) -> int:
@@ -34,10 +92,12 @@ def _quality(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="w2x", description="waifu2x: denoise and upscale images with the original models.",
-        epilog="Models: `w2x models list`, `w2x models download --style art|photo|all`. PSNR: `w2x benchmark DIR`. "
+        epilog="The original's spellings work too (-noise_level 1 -crop_size 128 -tta 1 ...), "
+               "and waifu2x-ncnn-vulkan's -t -x -j -g -v -f -n -1. "
                "Exit codes: 0 ok, 1 some file failed, 2 usage error.")
+    p.add_argument("--version", action="version", version=f"w2x {__version__}")
     io_ = p.add_argument_group("files")
     io_.add_argument("-i", "--input", nargs="+", action="extend", default=[], metavar="IN",
                      help="image files, directories or glob patterns")
@@ -49,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("-f", "--format", choices=batch.OUTPUT_FORMATS, default=batch.DEFAULT_FORMAT,
                      help="format of generated output names (default png); -o FILE.ext wins")
     existing = io_.add_mutually_exclusive_group()
-    existing.add_argument("--resume", action="store_true", help="skip outputs that exist")
+    existing.add_argument("--resume", action="store_true",
+                          help="skip outputs that exist (the original's -resume 1)")
     existing.add_argument("--no-overwrite", action="store_true",
                           help="fail files whose output exists (default: replace atomically)")
     io_.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -57,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     conv = p.add_argument_group("conversion")
     conv.add_argument("-m", "--mode", choices=MODES, default="noise_scale", help="default: noise_scale")
-    conv.add_argument("-n", "--noise-level", type=int, choices=(0, 1, 2, 3), default=1, help="default: 1")
+    conv.add_argument("-n", "--noise-level", type=int, choices=(NO_DENOISE, 0, 1, 2, 3),
+                      help=f"default: {DEFAULT_NOISE_LEVEL}; -1: no denoising (-m scale)")
     src = conv.add_mutually_exclusive_group()
     src.add_argument("--style", default="art",
                      help="art (cunet/art, default) or photo (upconv_7/photo; vgg_7/photo for noise), "
@@ -69,16 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--height", type=int, help="output height; with --width: fit inside both")
     conv.add_argument("--downscale-filter", choices=anyscale.FILTERS, default=anyscale.DEFAULT_FILTER,
                       help="filter from the last 2x pass to the target size (default lanczos)")
-    conv.add_argument("--tile-size", type=int, default=reconstruct.DEFAULT_TILE_SIZE,
+    conv.add_argument("-t", "--tile-size", type=int, default=reconstruct.DEFAULT_TILE_SIZE,
                       help="input tile size incl. context (default 256; cunet snaps to its valid sizes)")
     conv.add_argument("--batch-size", type=int, default=None,
                       help="tiles per forward (default: as many as fit on the GPU, 1 on the CPU)")
-    conv.add_argument("--tta-level", type=int, choices=sorted(reconstruct.TTA_LEVELS), default=1,
+    conv.add_argument("--tta-level", type=int, choices=sorted(reconstruct.TTA_LEVELS),
                       help="test-time augmentation: average of 1, 2, 4 or 8 flips (default 1 = off)")
+    conv.add_argument("-x", dest="tta_level", action="store_const", const=ORIGINAL_TTA_LEVEL,
+                      help=f"TTA level {ORIGINAL_TTA_LEVEL} (waifu2x-ncnn-vulkan's -x)")
+    conv.add_argument("--tta", type=int, choices=(0, 1), help=argparse.SUPPRESS)  # -tta 0|1
     conv.add_argument("--backend", choices=("auto",) + BACKENDS,
                       default=os.environ.get("W2X_BACKEND", "auto"), help="default: auto (or $W2X_BACKEND)")
     conv.add_argument("--precision", choices=PRECISIONS, default="fp32",
                       help="GEMM precision on the GPU: fp32 (default, exact parity), tf32 or fp16")
+    conv.add_argument("-g", "--gpu", type=int, metavar="N",
+                      help="CUDA device N (the cupy backend); -1: the CPU")
+    conv.add_argument("-j", "--threads", type=spellings.thread_count, metavar="N",
+                      help="CPU threads for BLAS and Numba (also ncnn's load:proc:save form)")
 
     out = p.add_argument_group("output")
     out.add_argument("--depth", type=int, choices=(8, 16), default=8, help="bits per sample (16: PNG only)")
@@ -90,7 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--progress", choices=PROGRESS_KINDS, default="auto",
                      help="auto (bars when stderr is a terminal), bar, json (events on stdout), none")
     out.add_argument("-q", "--quiet", action="store_true",
-                     help="no bars and no summary; errors only (the original's -q)")
+                     help="no bars, no per-file lines, no summary; errors only (the original's -q 1)")
+    out.add_argument("-v", "--verbose", action="store_true",
+                     help="also say which model files and backend the run uses")
+
+    commands = p.add_subparsers(dest="subcommand", metavar="{models,benchmark}",
+                                parser_class=_Parser)
+    models.add_parser(commands)
+    psnr.add_parser(commands)
     return p
 
 
@@ -99,10 +175,20 @@ def _conversion(args) -> batch.Conversion:
         raise batch.UsageError("give either --scale or --width/--height, not both")
     if args.max_pixels < 0:
         raise batch.UsageError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
-    scale = args.scale if args.scale is not None else (1.0 if args.mode == "noise" else 2.0)
-    opts = Options(mode=args.mode, noise_level=args.noise_level, style=args.style,
-                   model_dir=args.model_dir, tile_size=args.tile_size, tta_level=args.tta_level,
-                   backend=args.backend, precision=args.precision,
+    mode, noise_level = args.mode, args.noise_level
+    if noise_level == NO_DENOISE:
+        if mode == "noise":
+            raise batch.UsageError("-n -1 means no denoising, which -m noise cannot do; "
+                                   "give -n 0..3")
+        mode = "scale"
+    scale = args.scale if args.scale is not None else (1.0 if mode == "noise" else 2.0)
+    tta_level = args.tta_level
+    if args.tta is not None:                       # the original's -tta 0|1 [-tta_level N]
+        tta_level = (tta_level or ORIGINAL_TTA_LEVEL) if args.tta else 1
+    opts = Options(mode=mode,
+                   noise_level=DEFAULT_NOISE_LEVEL if noise_level in (None, NO_DENOISE) else noise_level,
+                   style=args.style, model_dir=args.model_dir, tile_size=args.tile_size,
+                   tta_level=tta_level or 1, backend=args.backend, precision=args.precision,
                    batch_size=args.batch_size)
     return batch.Conversion(opts, anyscale.Target(scale, args.width, args.height),
                             args.downscale_filter, args.depth, args.quality, args.background,
@@ -123,30 +209,36 @@ def _load_models(opts: Options):
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["models"]:
-        from w2x.download import models_main
-        return models_main(argv[1:])
-    if argv[:1] == ["benchmark"]:
-        from w2x.psnr import main as benchmark_main
-        return benchmark_main(argv[1:])
+def _say(line: str) -> None:
+    print(f"w2x: {line}", file=sys.stderr)
+
+
+def _convert(args) -> int:
+    """The default command: convert the inputs; returns the exit code."""
+    if args.tile_size == 0:                        # waifu2x-ncnn-vulkan's -t 0: automatic
+        args.tile_size = reconstruct.DEFAULT_TILE_SIZE
     try:
-        args = build_parser().parse_args(argv)     # prints usage and exits 2 on a bad option
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else EXIT_USAGE
-    try:
+        args.backend = machine.choose_device(args.gpu, args.backend)
         conv = _conversion(args)
         sources = batch.expand_inputs(args.input, list_file=args.list, recursive=args.recursive,
                                       exclude=None if args.output is None else Path(args.output))
-        jobs = batch.plan_jobs(sources, args.output, mode=args.mode, fmt=args.format)
+        jobs = batch.plan_jobs(sources, args.output, mode=conv.opts.mode, fmt=args.format)
         batch.prepare_output_dirs(jobs)
+        backend, note = machine.resolve_backend(conv.opts.backend, conv.opts.precision)
         plans = _load_models(conv.opts)
         if plans is None:
             return EXIT_USAGE
-        summary = batch.run_jobs(jobs, conv, make_reporter(args.progress, quiet=args.quiet),
-                                 existing="skip" if args.resume else
-                                 "refuse" if args.no_overwrite else "replace", plans=plans)
+        if note and not args.quiet:
+            _say(f"note: {note}")
+        paths = machine.model_paths(plans)
+        if args.verbose:
+            _say(f"backend {backend}; models {', '.join(paths)}")
+        how = f"{machine.model_label(paths)}, {backend}"
+        reporter = make_reporter(args.progress, quiet=args.quiet, how=how)
+        with machine.threads(args.threads, note=None if args.quiet else _say):
+            summary = batch.run_jobs(jobs, conv, reporter,
+                                     existing="skip" if args.resume else
+                                     "refuse" if args.no_overwrite else "replace", plans=plans)
     except KeyboardInterrupt:
         print("w2x: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -158,3 +250,23 @@ def main(argv: list[str] | None = None) -> int:
     # one input that failed is an error of the run (as the original's); in a batch, the
     # others went on, so the run "partly failed"
     return EXIT_USAGE if len(jobs) == 1 else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()
+        if argv[:1] not in (["models"], ["benchmark"]):
+            argv = spellings.translate(argv)
+            _check_options(parser, argv)
+        args = parser.parse_args(argv)
+    except spellings.SpellingError as e:
+        print(f"w2x: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OptionError as e:
+        print(f"{e.prog}: error: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:                        # --help, --version
+        return e.code if isinstance(e.code, int) else EXIT_OK
+    command = getattr(args, "command", None)
+    return command(args) if command is not None else _convert(args)

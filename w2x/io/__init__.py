@@ -1,8 +1,9 @@
-"""Image files in and out: the only modules that import Pillow and pypng.
+"""Image files in and out (stages 1 and 3), through Pillow and pypng.
 
 Reading (`read_image`, `read_frames`) lives in `w2x.io.read`, writing (`write_image`,
-`write_frames`) in `w2x.io.write`; the float -> integer rounding they share is
-`w2x.color.quantize`.
+`write_frames`) in `w2x.io.write`, the ICC colour-profile conversions both use in
+`w2x.io.icc`; the float -> integer rounding they share is `w2x.color.quantize`. (Other
+stages use Pillow too: its resamplers in anyscale, its decoder in psnr.)
 """
 from w2x.io.read import (
     DEFAULT_MAX_PIXELS,

@@ -11,22 +11,19 @@ colour and grey+alpha types; those are decoded with pypng (``png.Reader.asDirect
 """
 from __future__ import annotations
 
-import functools
-import io
+import contextlib
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import png
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from w2x.alpha import split_alpha
-
-# Pillow's own guard is process-wide and warns/fails at fixed sizes (~89M/179M pixels);
-# w2x checks `max_pixels` per call instead (read_image), so Pillow's is switched off here.
-Image.MAX_IMAGE_PIXELS = None
+from w2x.io.icc import convert_profile, icc_transform, profile_mode
 
 DEFAULT_MAX_PIXELS = 16384 * 16384
 """Largest input accepted by default: 268M pixels, which take ~3 GiB as float32 RGB (their
@@ -38,7 +35,6 @@ PNG_BITDEPTH_OFFSET = 24  # signature (8) + IHDR length (4) + type (4) + width, 
 EXIF_ORIENTATION = 0x0112  # EXIF tag 274
 EXIF_HEADER = b"Exif\0\0"  # JPEG APP1 prefix; meta.exif always starts with it
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as image.rgb2y in the original
-LATTICE_SNAP = 1e-3  # in 8-bit steps: float32 noise of k/255, far below a 16-bit step (0.0039)
 
 Disposal = Literal["none", "background", "previous"]
 
@@ -131,7 +127,7 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     this uses LittleCMS's built-in sRGB.
     """
     path = Path(path)
-    with _open(path, max_pixels) as im:
+    with _own_size_check(), _open(path, max_pixels) as im:
         return _decode(im, path)
 
 
@@ -144,7 +140,7 @@ def read_frames(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Animati
     are read at 8 bits (pypng does not decode APNG).
     """
     path = Path(path)
-    with _open(path, max_pixels) as im:
+    with _own_size_check(), _open(path, max_pixels) as im:
         n_frames = getattr(im, "n_frames", 1)
         loop = im.info.get("loop")  # read before seeking: later frames may lack it
         frames, durations, disposal = [], [], []
@@ -156,79 +152,30 @@ def read_frames(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Animati
         return Animation(frames, durations, loop, disposal)
 
 
-def convert_profile(x: np.ndarray, transform: ImageCms.ImageCmsTransform) -> np.ndarray:
-    """Run float planes through an 8-bit LittleCMS transform without 8-bit banding.
-
-    Parameters
-    ----------
-    x : np.ndarray
-        float32 (C, H, W) in [0, 1]; C matches the transform's input mode (1 L, 3 RGB,
-        4 CMYK).
-    transform : ImageCms.ImageCmsTransform
-        From `icc_transform`.
-
-    Returns
-    -------
-    np.ndarray
-        float32 (C', H, W), C' for the output mode (1 L or 3 RGB).
-
-    Notes
-    -----
-    Pillow's colour transforms take 8-bit samples only (it has no 16-bit RGB mode). Samples
-    on the 8-bit lattice (all 8-bit sources) go through one transform and the result is
-    exactly LittleCMS's. Other samples (16-bit sources) are interpolated between the C + 1
-    lattice corners of their simplex (tetrahedral interpolation, as LittleCMS does inside
-    its own tables), each corner transformed by LittleCMS: the result is continuous and
-    monotone where the transform is, and off by at most the 8-bit output rounding of the
-    corners (0.5/255) plus the interpolation error over one 8-bit cell.
-    """
-    s = np.clip(x, 0, 1).astype(np.float32) * 255          # (C, H, W)
-    near = np.rint(s)
-    s = np.where(np.abs(s - near) < LATTICE_SNAP, near, s)  # float noise of k/255
-    lo = np.minimum(np.floor(s), 254)                      # lower corner; lo + 1 <= 255
-    frac = s - lo                                          # (C, H, W) in [0, 1]
-    corner = lo.astype(np.uint8)
-    if not frac.any():
-        return _apply_transform(corner, transform)
-    # walk from the lower corner to the upper one, channels in order of falling fraction
-    order = np.argsort(-frac, axis=0, kind="stable")       # (C, H, W) channel indices
-    frac_sorted = np.take_along_axis(frac, order, axis=0)  # (C, H, W), descending
-    y = (1 - frac_sorted[0])[None] * _apply_transform(corner, transform)
-    c = x.shape[0]
-    for k in range(c):
-        step = order[k:k + 1]                              # (1, H, W)
-        np.put_along_axis(corner, step, np.take_along_axis(corner, step, axis=0) + 1, axis=0)
-        weight = frac_sorted[k] - (frac_sorted[k + 1] if k + 1 < c else 0)
-        y += weight[None] * _apply_transform(corner, transform)
-    return np.clip(y, 0, 1, out=y)
+# Pillow's decompression-bomb guard (Image.MAX_IMAGE_PIXELS) is process-wide and warns or
+# fails at fixed sizes (~89M / 179M pixels), below w2x's default. While w2x decodes, the
+# per-call ``max_pixels`` (``_check_size``) stands in for it: Pillow's is lifted for the
+# call and put back when the last concurrent read ends. Importing w2x changes nothing.
+_guard_lock = threading.Lock()
+_guard_users = 0
+_guard_saved: int | None = None
 
 
-def _apply_transform(q: np.ndarray, transform: ImageCms.ImageCmsTransform) -> np.ndarray:
-    """uint8 (C, H, W) -> float32 (C', H, W) through a LittleCMS transform."""
-    c, h, w = q.shape
-    hwc = np.ascontiguousarray(q.transpose(1, 2, 0))      # (C, H, W) -> (H, W, C)
-    out = ImageCms.applyTransform(Image.frombytes(transform.input_mode, (w, h), hwc.tobytes()),
-                                  transform)
-    y = np.asarray(out, dtype=np.float32) / 255
-    return y.reshape(h, w, -1).transpose(2, 0, 1)         # (H, W, C') -> (C', H, W)
-
-
-@functools.lru_cache(maxsize=16)
-def icc_transform(profile: bytes, in_mode: str, out_mode: str, to_srgb: bool):
-    """LittleCMS transform between an embedded profile and sRGB (cached per profile)."""
-    embedded = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-    src, dst = (embedded, srgb) if to_srgb else (srgb, embedded)
-    return ImageCms.buildTransform(src, dst, in_mode, out_mode)
-
-
-def profile_mode(profile: bytes) -> str | None:
-    """Pillow mode of an ICC profile's colour space ("L", "RGB", "CMYK"); None if unusable."""
+@contextlib.contextmanager
+def _own_size_check():
+    global _guard_users, _guard_saved
+    with _guard_lock:
+        if _guard_users == 0:
+            _guard_saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _guard_users += 1
     try:
-        space = ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.xcolor_space
-    except (OSError, ImageCms.PyCMSError, TypeError, ValueError):
-        return None
-    return {"GRAY": "L", "RGB ": "RGB", "CMYK": "CMYK"}.get(space)
+        yield
+    finally:
+        with _guard_lock:
+            _guard_users -= 1
+            if _guard_users == 0:
+                Image.MAX_IMAGE_PIXELS = _guard_saved
 
 
 def _open(path: Path, max_pixels: int | None) -> Image.Image:

@@ -12,8 +12,6 @@ target, so a failed write leaves an existing file untouched.
 from __future__ import annotations
 
 import io
-import os
-import secrets
 import struct
 import zlib
 from dataclasses import replace
@@ -24,8 +22,10 @@ import numpy as np
 import png
 from PIL import Image, ImageColor
 
+from w2x import atomic
 from w2x.color import quantize
-from w2x.io.read import EXIF_HEADER, LUMA_WEIGHTS, convert_profile, icc_transform, profile_mode
+from w2x.io.icc import convert_profile, icc_transform, profile_mode
+from w2x.io.read import EXIF_HEADER, LUMA_WEIGHTS
 
 if TYPE_CHECKING:
     from w2x.io.read import Animation, ImageMeta
@@ -327,22 +327,12 @@ def _png_metadata(meta: ImageMeta | None, icc: bytes | None) -> list[tuple[bytes
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a unique temporary file beside ``path``, then rename over it."""
+    """``atomic.write_bytes`` with io's checks and one-line errors."""
     if not path.parent.is_dir():
         raise ImageWriteError(f"{path}: directory {path.parent} does not exist; create it")
     if path.is_dir():
         raise ImageWriteError(f"{path}: is a directory; give a file name")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        f = open(tmp, "xb")  # "x": never clobber; permissions follow the umask
+        atomic.write_bytes(path, data)
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
-    try:
-        with f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
-        raise

@@ -1,0 +1,125 @@
+"""The machine a run uses (CLI stage): CPU threads, the GPU, and what to tell about them.
+
+``--threads N`` limits the BLAS library NumPy uses (threadpoolctl, whichever BLAS it is)
+and Numba's pool; ``-g/--gpu N`` makes CUDA device N current for the cupy backend (-1: the
+CPU). The library is not told: ``pipeline.Options`` has no device, and the backends run on
+the current device.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from pathlib import Path
+from typing import Callable, Iterator
+
+from w2x.nn.backend import BackendUnavailableError, get_backend
+from w2x.pipeline import Plan
+
+
+class DeviceError(ValueError):
+    """A device that cannot be used as asked (one line: what is wrong, what to give)."""
+
+
+def choose_device(gpu: int | None, backend: str) -> str:
+    """The backend for ``-g gpu`` and ``--backend backend``; makes device ``gpu`` current.
+
+    ``-g -1`` is the CPU (``auto`` becomes numba, else numpy); ``-g N`` is CUDA device N
+    through CuPy (``auto`` becomes cupy). Raises DeviceError for a clash with ``backend``,
+    no CuPy or CUDA, or no device N.
+    """
+    if gpu is None:
+        return backend
+    if gpu < 0:
+        if backend == "cupy":
+            raise DeviceError(f"-g {gpu} asks for the CPU but --backend cupy for the GPU; drop one")
+        return backend if backend != "auto" else _best_cpu_backend()
+    if backend in ("numpy", "numba"):
+        raise DeviceError(f"-g {gpu} asks for a GPU but --backend {backend} runs on the CPU; "
+                          "drop one")
+    try:
+        import cupy
+        count = cupy.cuda.runtime.getDeviceCount()
+    except ImportError:
+        raise DeviceError(f"-g {gpu}: no CUDA here (CuPy is not installed: pip install "
+                          "'w2x[gpu]'); use -g -1 for the CPU") from None
+    except Exception as e:          # cupy's CUDARuntimeError: no driver, no device
+        raise DeviceError(f"-g {gpu}: no CUDA device usable here ({e}); use -g -1 for the CPU") from None
+    if gpu >= count:
+        raise DeviceError(f"-g {gpu}: this machine has {count} CUDA device(s), "
+                          f"numbered from 0{f' to {count - 1}' if count > 1 else ''}")
+    cupy.cuda.Device(gpu).use()
+    return "cupy"
+
+
+def _best_cpu_backend() -> str:
+    try:
+        return get_backend("numba").name
+    except BackendUnavailableError:
+        return "numpy"
+
+
+def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str | None]:
+    """(the backend ``name`` runs on, a note when ``auto`` fell back to slow numpy).
+
+    Raises BackendUnavailableError or ValueError as ``get_backend``.
+    """
+    chosen = get_backend(name, precision).name
+    if name != "auto" or chosen != "numpy":
+        return chosen, None
+    try:
+        get_backend("numba")
+    except BackendUnavailableError as e:
+        why = ("Numba is not installed" if importlib.util.find_spec("numba") is None
+               else f"Numba did not load ({e.__context__ or e})")   # the ImportError
+        return chosen, (f"--backend auto runs on numpy, several times slower than numba: {why}; "
+                        "pip install 'w2x[cpu]'")
+    return chosen, None
+
+
+def model_paths(plans: dict[str, Plan]) -> list[str]:
+    """The model files of a run's plans, each once, in the order they run."""
+    paths = {}
+    for plan in plans.values():
+        for _, model in plan.steps:
+            paths[str(model.path)] = None
+        if plan.scale_model is not None:
+            paths[str(plan.scale_model.path)] = None
+    return list(paths)
+
+
+def model_label(paths: list[str]) -> str:
+    """``arch/style`` of the model folders, e.g. ``cunet/art`` or ``vgg_7/photo+upconv_7/photo``."""
+    return "+".join(dict.fromkeys(f"{Path(p).parent.parent.name}/{Path(p).parent.name}"
+                                  for p in paths))
+
+
+@contextlib.contextmanager
+def threads(n: int | None, note: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Limit BLAS and Numba to ``n`` threads inside the block (None: leave them as they are).
+
+    ``note`` receives a line when a pool cannot be limited as asked (no BLAS that
+    threadpoolctl knows, Numba capped by NUMBA_NUM_THREADS).
+    """
+    if n is None:
+        yield
+        return
+    note = note or (lambda line: None)
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_info, threadpool_limits
+        except ImportError:
+            note(f"note: --threads {n}: threadpoolctl is not installed, so NumPy's BLAS keeps "
+                 "its own thread count; pip install threadpoolctl")
+        else:
+            stack.enter_context(threadpool_limits(limits=n))
+            if not any(lib["user_api"] == "blas" for lib in threadpool_info()):
+                note(f"note: --threads {n}: no BLAS library found to limit (threadpoolctl)")
+        if importlib.util.find_spec("numba") is not None:
+            import numba
+            cap = numba.config.NUMBA_NUM_THREADS
+            if n > cap:
+                note(f"note: --threads {n}: Numba has at most {cap} threads here "
+                     "(NUMBA_NUM_THREADS); using that many")
+            stack.callback(numba.set_num_threads, numba.get_num_threads())
+            numba.set_num_threads(min(n, cap))
+        yield
