@@ -29,11 +29,11 @@ STYLES = {"art": "cunet/art", "photo": "upconv_7/photo"}
 # The original's upconv_7/{art,photo}/noise{N}_model files are symlinks to
 # ../../vgg_7/<style>/ (reference §1.8): noise-only in those folders runs the vgg_7 models,
 # which is how the photo style's noise mode works (web.lua:66-76).
-# The model folder used in place of a style's default where no root has the default: the
-# bundle (weights/, at most 50 MB) cannot hold cunet/art, 9 files of ~23 MB each.
-BUNDLE_FALLBACKS = {"art": "upconv_7/art"}
-
 _NOISE_LINKS = {"upconv_7/art": "vgg_7/art", "upconv_7/photo": "vgg_7/photo"}
+
+# The model folder used in place of a style's default where no root has the default: the
+# bundle (weights/, at most 50 MB) cannot hold cunet/art: its 9 files take ~49 MB compacted.
+BUNDLE_FALLBACKS = {"art": "upconv_7/art"}
 
 # waifu2x.lua:63-117: the file each mode loads. Only 2x models exist, so `scale%.1fx` is
 # always "scale2.0x"; {n} is the noise level.
@@ -201,8 +201,8 @@ def search_dirs(model_dir=None):
         folder = Path(model_dir).expanduser()
         if not folder.is_dir():
             raise ModelDirError(
-                f"model folder {model_dir} (--model-dir) is not a folder; give a folder that "
-                f"holds the <name>.json[.gz] model files"
+                f"--model-dir {model_dir} is not a folder; give a folder that holds the "
+                f"<name>.json[.gz] model files"
             )
         return [folder]
     roots = []
