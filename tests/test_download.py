@@ -34,9 +34,10 @@ def models_main(argv):
 
 @pytest.fixture(autouse=True)
 def cache(monkeypatch, tmp_path):
-    """A cache under tmp_path (never the real user cache) and no W2X_MODEL_DIR."""
+    """A cache under tmp_path (never the real user cache), no W2X_MODEL_DIR, no bundle."""
     monkeypatch.delenv(model_store.MODEL_DIR_ENV, raising=False)
     monkeypatch.setenv(model_store.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(model_store, "weights_dir", lambda: tmp_path / "no-bundle")
     return tmp_path / "cache" / "models"
 
 
@@ -197,21 +198,32 @@ def test_offer_download_without_tty_only_prints_hint(monkeypatch):
     monkeypatch.setattr(dl, "download", pytest.fail)  # must not be called
     out = io.StringIO()
     assert offer_download("photo", io.StringIO("y\n"), out) is False
+    assert out.getvalue().count("\n") == 1
     assert "w2x models download --style photo" in out.getvalue()
     assert re.search(r"\(9 files, ~\d+ MB", out.getvalue())
 
 
-@pytest.mark.parametrize("answer, expected", [("y\n", True), ("yes\n", True), ("\n", False),
-                                              ("n\n", False)])
-def test_offer_download_asks_on_tty(monkeypatch, cache, answer, expected):
+_PROMPT = r"Download the original waifu2x models for style art \(9 files, ~\d+ MB\) into {}\? \[y/N\] "
+
+
+@pytest.mark.parametrize("answer", ["y\n", "yes\n"])
+def test_offer_download_asks_on_tty_and_downloads_on_yes(monkeypatch, cache, answer):
     calls = []
     monkeypatch.setattr(dl, "download", calls.append)
     out = io.StringIO()
-    assert offer_download("art", _Tty(answer), out) is expected
-    assert calls == (["art"] if expected else [])
-    prompt = out.getvalue()
-    assert re.fullmatch(
-        rf"Download the original waifu2x models for style art \(9 files, ~\d+ MB\) into "
-        rf"{re.escape(str(cache))}\? \[y/N\] ",
-        prompt,
-    )
+    assert offer_download("art", _Tty(answer), out) is True
+    assert calls == ["art"]
+    assert re.fullmatch(_PROMPT.format(re.escape(str(cache))), out.getvalue())
+
+
+@pytest.mark.parametrize("answer", ["\n", "n\n", ""])
+def test_offer_download_declined_says_how_to_get_the_models_later(monkeypatch, cache, answer):
+    monkeypatch.setattr(dl, "download", pytest.fail)  # must not be called
+    out = io.StringIO()
+    assert offer_download("art", _Tty(answer), out) is False
+    prompt = re.match(_PROMPT.format(re.escape(str(cache))), out.getvalue())
+    assert prompt is not None
+    after = out.getvalue()[prompt.end():]
+    assert after.count("\n") == 1 and after.endswith("\n")  # one line
+    assert after.startswith("Nothing downloaded. To get the models later, run "
+                            "`w2x models download --style art`")

@@ -7,7 +7,6 @@ in ``weights/original_blobs.tsv`` and written atomically under
 
 import functools
 import hashlib
-import importlib.resources
 import http.client
 import sys
 import urllib.error
@@ -28,6 +27,7 @@ from w2x.store import (
     cache_root,
     model_filename,
     model_subdir,
+    weights_dir,
 )
 
 # The original repository; master is its final commit cc385f9. Files: <base>/models/<rel>.
@@ -38,8 +38,7 @@ _CHUNK_BYTES = 1 << 16  # read size; also the progress bar's update step
 _USER_AGENT = "w2x (model download)"
 
 # Our verification table: repo path, git blob SHA-1, exact size when known, rough size.
-# weights/ is installed as the package w2x.weights (pyproject.toml package-dir)
-_TABLE_PATH = importlib.resources.files("w2x.weights").joinpath("original_blobs.tsv")
+_TABLE_PATH = weights_dir() / "original_blobs.tsv"  # weights/, in a checkout or installed
 _TABLE_COLUMNS = ["path", "git_blob_sha1", "size_bytes", "approx_mb"]
 _REPO_PREFIX = "models/"  # table paths are the original repo's; cache paths drop this
 _UNKNOWN = "-"  # table cell for a value that could not be derived
@@ -66,12 +65,12 @@ def original_files():
     Raises
     ------
     FileNotFoundError
-        If the table is missing (it is read from the checkout, beside ``w2x/``).
+        If the table is missing (it is read from :func:`w2x.store.weights_dir`).
     """
     if not _TABLE_PATH.is_file():
         raise FileNotFoundError(
-            f"{_TABLE_PATH} is missing; it ships in the w2x source tree (weights/), so run "
-            f"from a checkout or an editable install (pip install -e .)"
+            f"{_TABLE_PATH} is missing; it ships with w2x (the weights/ folder), so "
+            f"reinstall w2x or run from a checkout"
         )
     lines = _TABLE_PATH.read_text(encoding="utf-8").splitlines()
     if lines[0].split("\t") != _TABLE_COLUMNS:
@@ -232,11 +231,11 @@ def download(style="art", dest_root=None, base_url=DEFAULT_BASE_URL, progress=Tr
 
 
 def offer_download(style, stream_in, stream_out):
-    """On a first run with no models, ask whether to download them.
+    """When no model for a style is found, ask whether to download them.
 
     Asks ``Download the original waifu2x models for style X (N files, ~M MB) into <cache>?
-    [y/N]`` when ``stream_in`` is a TTY and downloads on "y"; otherwise writes the command
-    to run and returns.
+    [y/N]`` when ``stream_in`` is a TTY and downloads on "y"; on any other answer, or when
+    ``stream_in`` is not a TTY, writes one line saying how to get them later and returns.
 
     Returns
     -------
@@ -251,11 +250,10 @@ def offer_download(style, stream_in, stream_out):
     entries = [original_files()[rel] for rel in style_files(style)]
     size_mb = sum(e.approx_mb or 0.0 for e in entries)
     what = f"{len(entries)} files, ~{size_mb:.0f} MB"
+    how = (f"run `w2x models download --style {style}` ({what}, into {cache_root()}), or set "
+           f"{MODEL_DIR_ENV} / --model-dir to a folder that has them")
     if not stream_in.isatty():
-        stream_out.write(
-            f"No waifu2x models found. Run `w2x models download --style {style}` ({what}, into "
-            f"{cache_root()}), or set {MODEL_DIR_ENV} / --model-dir to a folder that has them.\n"
-        )
+        stream_out.write(f"No waifu2x models found for style {style}. To get them, {how}.\n")
         return False
     stream_out.write(
         f"Download the original waifu2x models for style {style} ({what}) into "
@@ -263,6 +261,7 @@ def offer_download(style, stream_in, stream_out):
     )
     stream_out.flush()
     if stream_in.readline().strip().lower() not in ("y", "yes"):
+        stream_out.write(f"Nothing downloaded. To get the models later, {how}.\n")
         return False
     download(style)
     return True

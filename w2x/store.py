@@ -5,13 +5,18 @@ inside it by mode (docs/waifu2x-reference.md §1.8). w2x searches, in order:
 
 1. ``model_dir``, a folder that directly holds the JSON files (the original's ``-model_dir``);
    when it is given nothing else is searched;
-2. otherwise the roots ``$W2X_MODEL_DIR`` and then the user cache
+2. otherwise the roots ``$W2X_MODEL_DIR``, the user cache
    ``platformdirs.user_cache_dir("w2x")/models`` (``$W2X_CACHE_DIR/models`` when that is set),
-   both laid out like the original's ``models/`` tree: ``<arch>/<style>/<name>.json[.gz]``.
+   and last the models bundled with w2x (the repository's ``weights/``), all laid out like
+   the original's ``models/`` tree: ``<arch>/<style>/<name>.json[.gz]``.
 
+The bundle holds every model of the ``photo`` style but, for ``art``, the smaller
+``upconv_7/art`` models instead of ``cunet/art`` (:data:`BUNDLE_FALLBACKS`): where no root
+has the default model, :func:`resolve_model` returns the stand-in with a note saying so.
 ``w2x models download`` (:mod:`w2x.download`) fills the cache.
 """
 
+import importlib.resources
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +30,10 @@ STYLES = {"art": "cunet/art", "photo": "upconv_7/photo"}
 # ../../vgg_7/<style>/ (reference §1.8): noise-only in those folders runs the vgg_7 models,
 # which is how the photo style's noise mode works (web.lua:66-76).
 _NOISE_LINKS = {"upconv_7/art": "vgg_7/art", "upconv_7/photo": "vgg_7/photo"}
+
+# The model folder used in place of a style's default where no root has the default: the
+# bundle (weights/, at most 50 MB) cannot hold cunet/art: its 9 files take ~49 MB compacted.
+BUNDLE_FALLBACKS = {"art": "upconv_7/art"}
 
 # waifu2x.lua:63-117: the file each mode loads. Only 2x models exist, so `scale%.1fx` is
 # always "scale2.0x"; {n} is the noise level.
@@ -42,9 +51,26 @@ MODEL_SUFFIXES = (".json", ".json.gz")
 MODEL_DIR_ENV = "W2X_MODEL_DIR"
 CACHE_DIR_ENV = "W2X_CACHE_DIR"
 
+# weights/ is installed as the package w2x.weights (pyproject.toml package-dir); a checkout
+# run with PYTHONPATH=. has no such package, only the folder beside w2x/.
+WEIGHTS_PACKAGE = "w2x.weights"
+CHECKOUT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+_WEIGHTS_MARKER = "original_blobs.tsv"  # tells w2x's weights/ from any other folder so named
+
 
 class ModelNotFoundError(FileNotFoundError):
     """No file for the requested model in any searched folder."""
+
+
+class ModelDirError(NotADirectoryError):
+    """``$W2X_MODEL_DIR`` or ``model_dir`` names something that is not a folder."""
+
+
+class Resolved(NamedTuple):
+    """The file :func:`resolve_model` found, and why it is not the one asked for."""
+
+    path: Path
+    note: str | None  # :func:`fallback_note` when a stand-in was used, else None
 
 
 class InstalledModel(NamedTuple):
@@ -134,6 +160,22 @@ def cache_root():
     return Path(base).expanduser() / "models"
 
 
+def weights_dir():
+    """w2x's own ``weights/`` folder: the bundled models and the download table.
+
+    The folder beside this ``w2x/`` package when there is one (a checkout, or an editable
+    install), else the installed package ``w2x.weights``. The checkout comes first so that
+    code and weights come from the same tree even where another copy of w2x is installed.
+    The folder may not exist (a partial install): callers check for the files they need.
+    """
+    if (CHECKOUT_WEIGHTS / _WEIGHTS_MARKER).is_file():
+        return CHECKOUT_WEIGHTS
+    try:
+        return Path(str(importlib.resources.files(WEIGHTS_PACKAGE)))
+    except ModuleNotFoundError:
+        return CHECKOUT_WEIGHTS
+
+
 def search_dirs(model_dir=None):
     """Folders searched for models, in order.
 
@@ -146,16 +188,34 @@ def search_dirs(model_dir=None):
     Returns
     -------
     list of Path
-        ``[model_dir]`` when it is given; otherwise the roots ``$W2X_MODEL_DIR`` (if set)
-        and :func:`cache_root`, each laid out as ``<arch>/<style>/<name>.json[.gz]``.
+        ``[model_dir]`` when it is given; otherwise the roots ``$W2X_MODEL_DIR`` (if set),
+        :func:`cache_root` and :func:`weights_dir` (the bundle), each laid out as
+        ``<arch>/<style>/<name>.json[.gz]``.
+
+    Raises
+    ------
+    ModelDirError
+        If ``model_dir`` or ``$W2X_MODEL_DIR`` is given but is not a folder.
     """
     if model_dir is not None:
-        return [Path(model_dir).expanduser()]
+        folder = Path(model_dir).expanduser()
+        if not folder.is_dir():
+            raise ModelDirError(
+                f"--model-dir {model_dir} is not a folder; give a folder that holds the "
+                f"<name>.json[.gz] model files"
+            )
+        return [folder]
     roots = []
-    if os.environ.get(MODEL_DIR_ENV):
-        roots.append(Path(os.environ[MODEL_DIR_ENV]).expanduser())
-    roots.append(cache_root())
-    return roots
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        root = Path(env).expanduser()
+        if not root.is_dir():
+            raise ModelDirError(
+                f"{MODEL_DIR_ENV}={env} is not a folder; point it at a folder laid out as "
+                f"<arch>/<style>/<name>.json[.gz], or unset it"
+            )
+        roots.append(root)
+    return [*roots, cache_root(), weights_dir()]
 
 
 def _mode_of(name):
@@ -164,8 +224,44 @@ def _mode_of(name):
     return by_name.get(name)
 
 
-def find_model(name, *, style="art", model_dir=None, mode=None):
-    """Path of the first existing ``<name>.json`` or ``<name>.json.gz``.
+def fallback_note(style):
+    """What to tell the user once when a style ran on its stand-in models, or None.
+
+    Parameters
+    ----------
+    style : str
+        A key of :data:`STYLES`; other styles and folders have no stand-in.
+
+    Returns
+    -------
+    str or None
+        E.g. "style art: cunet/art is not installed, so upconv_7/art is used (vgg_7/art for
+        noise-only); to get cunet/art, run `w2x models download --style art`".
+    """
+    if style not in BUNDLE_FALLBACKS:
+        return None
+    default, stand_in = STYLES[style], BUNDLE_FALLBACKS[style]
+    noise_folder = model_subdir(stand_in, "noise")
+    noise_part = f" ({noise_folder} for noise-only)" if noise_folder != stand_in else ""
+    return (
+        f"style {style}: {default} is not installed, so {stand_in} is used{noise_part}; "
+        f"to get {default}, run `w2x models download --style {style}`"
+    )
+
+
+def _first_file(folders, name, tried):
+    """The first ``<folder>/<name>.json[.gz]`` that exists; appends each path to ``tried``."""
+    for folder in folders:
+        for suffix in MODEL_SUFFIXES:
+            path = folder / (name + suffix)
+            tried.append(path)
+            if path.is_file():
+                return path
+    return None
+
+
+def resolve_model(name, *, style="art", model_dir=None, mode=None):
+    """The model file to load for a name and style, and a note if it is a stand-in.
 
     Parameters
     ----------
@@ -177,39 +273,59 @@ def find_model(name, *, style="art", model_dir=None, mode=None):
     model_dir : str or Path, optional
         Folder that directly holds the files; searched alone (see :func:`search_dirs`).
     mode : {"noise", "scale", "noise_scale"}, optional
-        Picks the folder for the photo noise-only exception; inferred from ``name`` when
+        Picks the folder for the upconv_7 noise-only exception; inferred from ``name`` when
         omitted.
 
     Returns
     -------
-    Path
+    Resolved
+        ``(path, note)``: the first existing ``<name>.json`` or ``<name>.json.gz`` in the
+        style's folder under each root in :func:`search_dirs` order; where no root has it and
+        the style has a stand-in (:data:`BUNDLE_FALLBACKS`), the stand-in's file, with
+        ``note = fallback_note(style)``. ``note`` is None otherwise.
 
     Raises
     ------
     ModelNotFoundError
         Listing every path tried and how to get the files.
+    ModelDirError
+        If ``model_dir`` or ``$W2X_MODEL_DIR`` is not a folder.
 
     Notes
     -----
     The original reads ``<model_dir>/<name>_model.t7`` (waifu2x.lua:63-135), defaulting to
-    ``./models/cunet/art`` (waifu2x.lua:257).
+    ``./models/cunet/art`` (waifu2x.lua:257); it ships every model, so it has no stand-in.
     """
+    roots = search_dirs(model_dir)
+    tried = []
     if model_dir is not None:
-        folders = search_dirs(model_dir)
-    else:
-        subdir = model_subdir(style, mode if mode is not None else _mode_of(name))
-        folders = [root / subdir for root in search_dirs()]
-    tried = [folder / (name + suffix) for folder in folders for suffix in MODEL_SUFFIXES]
-    for path in tried:
-        if path.is_file():
-            return path
-    downloadable = model_dir is None and style in STYLES
-    download_hint = f"run `w2x models download --style {style}`, or " if downloadable else ""
+        path = _first_file(roots, name, tried)
+        if path is not None:
+            return Resolved(path, None)
+        raise ModelNotFoundError(
+            f"model {name!r} not found; tried: {', '.join(map(str, tried))}. Give a folder "
+            f"(--model-dir) that holds it"
+        )
+    mode = mode if mode is not None else _mode_of(name)
+    path = _first_file([root / model_subdir(style, mode) for root in roots], name, tried)
+    if path is not None:
+        return Resolved(path, None)
+    if style in BUNDLE_FALLBACKS:
+        stand_in = model_subdir(BUNDLE_FALLBACKS[style], mode)
+        path = _first_file([root / stand_in for root in roots], name, tried)
+        if path is not None:
+            return Resolved(path, fallback_note(style))
+    download_hint = f"run `w2x models download --style {style}`, or " if style in STYLES else ""
     raise ModelNotFoundError(
         f"model {name!r} not found; tried: {', '.join(map(str, tried))}. To get it, "
         f"{download_hint}set {MODEL_DIR_ENV} to a folder laid out as "
         f"<arch>/<style>/<name>.json[.gz], or pass --model-dir with a folder holding the files"
     )
+
+
+def find_model(name, *, style="art", model_dir=None, mode=None):
+    """Path of the model file to load: :func:`resolve_model` without its note."""
+    return resolve_model(name, style=style, model_dir=model_dir, mode=mode).path
 
 
 def list_installed():
@@ -218,8 +334,9 @@ def list_installed():
     Returns
     -------
     list of InstalledModel
-        ``(style_dir, name, path)`` per file, roots in search order, each root sorted by
-        path. A model present in two roots is listed twice; :func:`find_model` uses the first.
+        ``(style_dir, name, path)`` per file, roots in search order (the bundle last), each
+        root sorted by path. A model present in two roots is listed twice; :func:`find_model`
+        uses the first.
     """
     found = []
     for root in search_dirs():
