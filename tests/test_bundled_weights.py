@@ -1,5 +1,6 @@
 """The models w2x ships in weights/: complete for both styles, exact, small, reproducible."""
 
+import dataclasses
 import gzip
 import importlib.util
 import json
@@ -87,19 +88,19 @@ def test_bundled_model_equals_the_original_value_for_value(path):
     rel = _rel(path)
     bundled, reference = load_model(path), load_model(_original_of(rel))
     assert bundled.config == reference.config
-    assert len(bundled.layers) == len(reference.layers)
-    for i, (ours, theirs) in enumerate(zip(bundled.layers, reference.layers)):
+    assert list(bundled.layers) == list(reference.layers)              # the same names, in order
+    for name, ours in bundled.layers.items():
+        theirs = reference.layers[name]
         assert type(ours) is type(theirs)
-        assert vars(ours).keys() == vars(theirs).keys()
-        for key, value in vars(ours).items():
+        for field in dataclasses.fields(ours):
+            value, other = getattr(ours, field.name), getattr(theirs, field.name)
             if isinstance(value, np.ndarray):
-                assert value.dtype == theirs.__dict__[key].dtype == np.float32
+                assert value.dtype == other.dtype == np.float32
                 # bit for bit: also tells -0.0 from 0.0
-                np.testing.assert_array_equal(value.view(np.uint32),
-                                              theirs.__dict__[key].view(np.uint32),
-                                              err_msg=f"{rel} layer {i} {key}")
+                np.testing.assert_array_equal(value.view(np.uint32), other.view(np.uint32),
+                                              err_msg=f"{rel} layer {name} {field.name}")
             else:
-                assert value == theirs.__dict__[key], f"{rel} layer {i} {key}"
+                assert value == other, f"{rel} layer {name} {field.name}"
 
 
 def _bundle_tool():
@@ -136,3 +137,22 @@ def test_numbers_are_written_as_the_shortest_float32_decimal(value, text):
 def test_numbers_that_json_cannot_hold_are_refused():
     with pytest.raises(ValueError, match="finite"):
         _bundle_tool().shortest_float32_text(np.array([np.nan], np.float32))
+
+
+def test_art_run_on_the_bundle_says_once_which_model_it_used(bundle_only, tmp_path, capsys):
+    from PIL import Image
+
+    from w2x.cli.main import main as cli_main
+    src = tmp_path / "in.png"
+    Image.new("RGB", (20, 16), (200, 120, 40)).save(src)
+    assert cli_main(["-i", str(src), "-o", str(tmp_path / "out.png"), "--progress", "none"]) == 0
+    err = capsys.readouterr().err
+    assert err.count(store.fallback_note("art")) == 1
+    assert Image.open(tmp_path / "out.png").size == (40, 32)
+
+
+def test_library_warns_once_when_art_runs_on_the_stand_in(bundle_only):
+    import w2x
+    with pytest.warns(UserWarning, match="upconv_7/art is used") as caught:
+        out = w2x.convert(np.zeros((8, 8, 3), np.uint8))
+    assert len(caught) == 1 and out.shape == (16, 16, 3)

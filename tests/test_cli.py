@@ -340,10 +340,12 @@ def test_quiet_and_bar(tmp_path, capsys, lena, neko):
 
 @pytest.fixture
 def no_models(tmp_path, monkeypatch):
-    """No model anywhere: an empty $W2X_MODEL_DIR and an empty cache."""
+    """No model anywhere: an empty $W2X_MODEL_DIR, an empty cache and no bundle."""
+    from w2x import store
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("W2X_MODEL_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("W2X_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(store, "weights_dir", lambda: tmp_path / "no-bundle")
     return tmp_path / "cache" / "models"
 
 

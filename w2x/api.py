@@ -7,6 +7,7 @@ Convert stage: arrays are checked here, where they enter, and turned into the fl
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,10 @@ def convert(image, *, mode: str = "noise_scale", noise_level: int = 1, style: st
     is_pil = hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "getbands")
     arr = _pil_to_array(image) if is_pil else _check_array(image)
     rgb, alpha, restore = _split(arr)
-    rgb, alpha = pipeline.convert_planes(rgb, alpha, opts, target, progress=progress)
+    plans = pipeline.resolve_plans(opts)
+    for note in dict.fromkeys(n for plan in plans.values() for n in plan.notes):
+        warnings.warn(note, stacklevel=2)         # a stand-in model runs for the style's default
+    rgb, alpha = pipeline.convert_planes(rgb, alpha, opts, target, plans=plans, progress=progress)
     out = restore(rgb, alpha)
     if is_pil:
         from PIL import Image

@@ -23,7 +23,7 @@ from w2x.anyscale import Target
 from w2x.nn.backend import get_backend
 from w2x.nn.models import Model, load_model
 from w2x.reconstruct import ProgressFn
-from w2x.store import ModelNotFoundError, find_model, model_filename
+from w2x.store import ModelNotFoundError, model_filename, resolve_model
 
 MODES = ("noise", "scale", "noise_scale")
 # composite() calls reconstruct.upscale2x(model2x, 2.0, alpha) with no block size, which falls
@@ -62,9 +62,12 @@ class Options:
 @dataclass(frozen=True)
 class Plan:
     """The models one pass runs: ``steps`` in order, and the 2x model used for make_border's
-    depth and the alpha channel (None in noise mode)."""
+    depth and the alpha channel (None in noise mode).  ``notes`` say where a stand-in model
+    runs for a style's default that is not installed (``store.fallback_note``), for the caller
+    to show once."""
     steps: tuple[tuple[Step, Model], ...]     # (reconstruct.denoise | reconstruct.upscale2x, model)
     scale_model: Model | None = field(default=None)
+    notes: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=32)
@@ -72,9 +75,11 @@ def _load_cached(path: str) -> Model:
     return load_model(path)
 
 
-def _find(opts: Options, mode: str) -> Model:
-    path = find_model(model_filename(mode, opts.noise_level), style=opts.style,
-                      model_dir=opts.model_dir, mode=mode)
+def _find(opts: Options, mode: str, notes: list[str]) -> Model:
+    path, note = resolve_model(model_filename(mode, opts.noise_level), style=opts.style,
+                               model_dir=opts.model_dir, mode=mode)
+    if note is not None and note not in notes:
+        notes.append(note)
     return _load_cached(str(path))
 
 
@@ -82,18 +87,20 @@ def resolve_models(opts: Options) -> Plan:
     """Find and load the models for ``opts`` (waifu2x.lua:63-117).
 
     noise_scale runs the fused ``noise{N}_scale2.0x`` model where it exists, else denoises at
-    1x and then scales.  Raises ``ModelNotFoundError`` naming where it looked.
+    1x and then scales.  Raises ``ModelNotFoundError`` naming where it looked (and
+    ``store.ModelDirError`` for a model folder that is not one).
     """
+    notes: list[str] = []
     if opts.mode == "noise":
-        return Plan(((reconstruct.denoise, _find(opts, "noise")),))
-    scale_model = _find(opts, "scale")
+        return Plan(((reconstruct.denoise, _find(opts, "noise", notes)),), notes=tuple(notes))
+    scale_model = _find(opts, "scale", notes)
     if opts.mode == "scale":
-        return Plan(((reconstruct.upscale2x, scale_model),), scale_model)
+        return Plan(((reconstruct.upscale2x, scale_model),), scale_model, tuple(notes))
     try:
-        return Plan(((reconstruct.upscale2x, _find(opts, "noise_scale")),), scale_model)
+        steps = ((reconstruct.upscale2x, _find(opts, "noise_scale", notes)),)
     except ModelNotFoundError:
-        return Plan(((reconstruct.denoise, _find(opts, "noise")),
-                     (reconstruct.upscale2x, scale_model)), scale_model)
+        steps = ((reconstruct.denoise, _find(opts, "noise", notes)), (reconstruct.upscale2x, scale_model))
+    return Plan(steps, scale_model, tuple(notes))
 
 
 def resolve_plans(opts: Options) -> dict[str, Plan]:

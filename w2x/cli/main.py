@@ -228,8 +228,10 @@ def _convert(args) -> int:
         plans = _load_models(conv.opts)
         if plans is None:
             return EXIT_USAGE
-        if note and not args.quiet:
-            _say(f"note: {note}")
+        notes = [note] if note else []
+        notes += dict.fromkeys(n for plan in plans.values() for n in plan.notes)   # once each
+        for line in [] if args.quiet else notes:
+            _say(f"note: {line}")
         paths = machine.model_paths(plans)
         if args.verbose:
             _say(f"backend {backend}; models {', '.join(paths)}")

@@ -2,11 +2,12 @@
 
 The top-level ``kernels/`` folder holds the Numba kernels (``cpu_numba.py``) and the CUDA
 sources (``*.cu``).  ``pip install`` ships it as the package ``w2x.kernels``
-(pyproject.toml ``package-dir``); a checkout run with ``PYTHONPATH=.`` has no such package,
-so ``package()`` registers the folder beside ``w2x/`` under that name on first use.  Either
-way the rest of w2x imports ``w2x.kernels.cpu_numba`` and reads ``*.cu`` through
-``importlib.resources``, and a missing *dependency* (Numba) is not mistaken for a missing
-folder.
+(pyproject.toml ``package-dir``); a checkout run with ``PYTHONPATH=.`` has no such package.
+``package()`` takes the folder beside ``w2x/`` when there is one (so code and kernels come
+from the same tree even where another w2x is installed) and registers it under that name,
+else the installed package.  Either way the rest of w2x imports ``w2x.kernels.cpu_numba``
+and reads ``*.cu`` through ``importlib.resources``, and a missing *dependency* (Numba) is not
+mistaken for a missing folder.
 """
 from __future__ import annotations
 
@@ -21,16 +22,18 @@ CHECKOUT_DIR = Path(__file__).resolve().parents[2] / "kernels"   # w2x/nn/ -> re
 
 
 def package() -> ModuleType:
-    """The ``w2x.kernels`` package: the installed one, else the checkout's ``kernels/``."""
-    try:
-        return importlib.import_module(PACKAGE)
-    except ModuleNotFoundError as e:
-        if e.name != PACKAGE:
-            raise
+    """The ``w2x.kernels`` package: the checkout's ``kernels/``, else the installed one."""
+    if PACKAGE in sys.modules:
+        return sys.modules[PACKAGE]
     init = CHECKOUT_DIR / "__init__.py"
-    if not init.is_file():
-        raise ModuleNotFoundError(f"no {PACKAGE} package and no kernels folder at {CHECKOUT_DIR}; "
-                                  "reinstall w2x", name=PACKAGE)
+    if not (init.is_file() and (CHECKOUT_DIR / "cpu_numba.py").is_file()):
+        try:
+            return importlib.import_module(PACKAGE)
+        except ModuleNotFoundError as e:
+            if e.name != PACKAGE:
+                raise
+            raise ModuleNotFoundError(f"no {PACKAGE} package and no kernels folder at {CHECKOUT_DIR}; "
+                                      "reinstall w2x", name=PACKAGE) from None
     spec = importlib.util.spec_from_file_location(PACKAGE, init,
                                                   submodule_search_locations=[str(CHECKOUT_DIR)])
     module = importlib.util.module_from_spec(spec)
