@@ -8,14 +8,17 @@ minute on 2 cores.
 """
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from conftest import IMAGES, MODEL_DIR
 
@@ -27,7 +30,7 @@ from w2x import anyscale  # noqa: E402
 from w2x.anyscale import Target  # noqa: E402
 from w2x.cli import batch  # noqa: E402
 from w2x.cli.batch import Conversion  # noqa: E402
-from w2x.cli.progress import JsonReporter, Reporter  # noqa: E402
+from w2x.cli.progress import JsonReporter, Reporter, make_reporter  # noqa: E402
 from w2x.distributed import cli as dcli  # noqa: E402
 from w2x.distributed import cluster, convert_files  # noqa: E402
 from w2x.distributed.batch import run_batch  # noqa: E402
@@ -119,7 +122,8 @@ def test_thirty_files_two_broken_same_outputs_and_summary_as_one_process(
         client, plans, inputs, tmp_path):
     one, many = tmp_path / "one", tmp_path / "many"
     ref_stream, got_stream = io.StringIO(), io.StringIO()
-    ref = batch.run_jobs(_jobs(inputs, one), CONV, JsonReporter(ref_stream), plans=plans)
+    with threadpool_limits(1):               # the workers' BLAS threads: the same sums
+        ref = batch.run_jobs(_jobs(inputs, one), CONV, JsonReporter(ref_stream), plans=plans)
     got = run_batch(client, _jobs(inputs, many), CONV, JsonReporter(got_stream), plans=plans)
 
     assert len(ref.written) == 28 and len(ref.failed) == 2
@@ -140,11 +144,21 @@ def test_thirty_files_two_broken_same_outputs_and_summary_as_one_process(
 def test_cli_hook_gives_the_same_exit_status_and_summary_line(client, inputs, tmp_path, capsys):
     out = tmp_path / "cli"
     jobs = _jobs(inputs, out)
-    from w2x.cli.progress import make_reporter
-    summary = dcli.run_batch(jobs, CONV, make_reporter("none"), "replace", client)
+    args = argparse.Namespace(cluster=client, files_per_task=3, chunk=None)
+    summary = dcli.run_batch(jobs, CONV, make_reporter("none"), "replace", args)
     err = capsys.readouterr().err
     assert "28 written, 0 skipped, 2 failed" in err and "broken_empty.png" in err
-    assert dcli.exit_code(summary, len(jobs)) == 1
+    assert len(summary.written) == 28 and len(_files(out)) == 28
+
+
+def test_cli_arguments_and_a_bad_spec_is_a_usage_error(tmp_path):
+    p = argparse.ArgumentParser()
+    dcli.add_arguments(p.add_argument_group("cluster"))
+    args = p.parse_args(["--cluster", str(tmp_path / "none.json"), "--files-per-task", "4"])
+    assert dcli.wanted(args) and args.files_per_task == 4 and args.chunk is None
+    with pytest.raises(batch.UsageError, match="scheduler file"):
+        dcli.run_batch([], CONV, None, "replace", args)
+    assert not dcli.wanted(p.parse_args([]))
 
 
 def test_python_api_convert_files(client, inputs, tmp_path):
@@ -173,7 +187,8 @@ class _KillAWorker(Reporter):
 def test_a_worker_killed_mid_batch_costs_no_file_and_leaves_no_partial_file(
         client, plans, inputs, tmp_path):
     one, many = tmp_path / "one", tmp_path / "many"
-    batch.run_jobs(_jobs(inputs, one), CONV, plans=plans)
+    with threadpool_limits(1):
+        batch.run_jobs(_jobs(inputs, one), CONV, plans=plans)
     killer = _KillAWorker(client)
     got = run_batch(client, _jobs(inputs, many), CONV, killer, plans=plans)
 
@@ -213,9 +228,12 @@ def test_resume_after_an_interrupted_run_converts_only_what_is_missing(
     assert len(_files(out)) == 28
 
 
+def _executing(dask_worker) -> int:
+    return len(dask_worker.state.executing)
+
+
 def _wait_idle(client, timeout=30.0):
     """Until no task runs on any worker (a cancelled task's thread finishes its file)."""
-    import time
     t = time.monotonic()
-    while any(client.processing().values()) and time.monotonic() - t < timeout:
+    while sum(client.run(_executing).values()) and time.monotonic() - t < timeout:
         time.sleep(0.1)

@@ -139,19 +139,19 @@ def run_batch(client, jobs: list[Job], conv: Conversion, reporter: Reporter | No
             future.release()
             for r in results:
                 reporter.begin(r.job, len(jobs))
-                _record(summary, r)
+                record_result(summary, r)
                 reporter.end(r.job, r.status, r.seconds, r.error)
     finally:
         client.cancel(list(futures))                   # only left after an interruption
         client.unregister_worker_plugin(plugin)
         remove_stray_temporaries(jobs)
-    _sort(summary)
+    sort_summary(summary)
     summary.seconds = time.perf_counter() - t_run
     reporter.finish(summary)
     return summary
 
 
-def _record(summary: Summary, r: FileResult) -> None:
+def record_result(summary: Summary, r: FileResult) -> None:
     if r.status == "written":
         summary.written.append(r.job)
     elif r.status == "skipped":
@@ -160,7 +160,7 @@ def _record(summary: Summary, r: FileResult) -> None:
         summary.failed.append((r.job, r.error or "failed"))
 
 
-def _sort(summary: Summary) -> None:
+def sort_summary(summary: Summary) -> None:
     summary.written.sort(key=lambda j: j.number)
     summary.skipped.sort(key=lambda j: j.number)
     summary.failed.sort(key=lambda f: f[0].number)

@@ -93,7 +93,7 @@ def upscale(array, *, mode: str = "noise_scale", noise_level: int = 1, style: st
     for _, model in plan.steps:
         _check_model(model, tta_level)
     models = _shared(plan)
-    y = x.rechunk({2: -1}).map_blocks(_to_float, dtype=np.float32)
+    y = x.rechunk({2: -1}).map_blocks(to_float, dtype=np.float32)
     for i, (step_kind, model) in enumerate(plan.steps):
         y = _pass(y, models, i, step_kind, model, opts, da)
     if kind in (np.uint8, np.uint16):
@@ -126,7 +126,7 @@ def _shared(plan: Plan):
     return delayed(plan, name=f"w2x-plan-{token}", traverse=False)
 
 
-def _to_float(block: np.ndarray) -> np.ndarray:
+def to_float(block: np.ndarray) -> np.ndarray:
     """Samples -> float32 in [0, 1], as ``pipeline._split`` (uint / max; floats clipped)."""
     if block.dtype in (np.uint8, np.uint16):
         return block.astype(np.float32) / np.float32(np.iinfo(block.dtype).max)
