@@ -149,8 +149,8 @@ def grid_chunks(n: int, chunk: int, halo: int, step: int | None = None) -> tuple
     of ``step`` (when given: the tile grid of a non-local model), the last one merged into
     its neighbour when it is thinner than the halo (Dask takes a halo from one neighbour).
 
-    >>> grid_chunks(500, 128, 18, step=220)
-    (220, 280)
+    >>> grid_chunks(450, 128, 18, step=220)
+    (220, 230)
     """
     if step is not None:
         chunk = max(step, round(chunk / step) * step)
