@@ -7,7 +7,6 @@ in-process cluster (fast tests) or two worker processes (slow ones).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 
 import numpy as np

@@ -62,7 +62,8 @@ def main() -> None:
     ap.add_argument("--mode", default="scale")
     ap.add_argument("--files-per-task", type=int, default=1)
     a = ap.parse_args()
-    conv = Conversion(Options(mode=a.mode, style=a.style), Target(1.0 if a.mode == "noise" else 2.0))
+    scale = 1.0 if a.mode == "noise" else 2.0
+    conv = Conversion(Options(mode=a.mode, style=a.style), Target(scale))
     plans = anyscale.load_plans(conv.opts)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

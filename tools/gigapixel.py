@@ -107,7 +107,8 @@ def main() -> None:
               f"{a.size * a.size / s.seconds / 1e6:.3f} Mpx/s of input")
         print(f"  worker peak RSS MiB: {', '.join(f'{v / mib:.0f}' for v in peaks.values())} "
               f"(idle: {', '.join(f'{v / mib:.0f}' for v in base.values())})")
-        print(f"  client peak RSS MiB: {peak_rss() / mib:.0f} (before the run {client_before / mib:.0f})")
+        print(f"  client peak RSS MiB: {peak_rss() / mib:.0f} "
+              f"(before the run {client_before / mib:.0f})")
         print(f"  one output chunk (float32): {chunk_bytes / mib:.0f} MiB; the whole output: "
               f"{out_bytes // 4 / mib:.0f} MiB as uint8, {out_bytes / mib:.0f} MiB as float32")
 

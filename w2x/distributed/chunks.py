@@ -120,9 +120,11 @@ def _check_model(model: Model, tta_level: int) -> None:
 
 def _shared(plan: Plan):
     """The plan as one graph key (sent once to each worker that needs it, not per chunk),
-    named after the model files so that equal plans share it."""
+    named after the model files and this plan object (models built in memory have no
+    file to tell them apart)."""
     from dask import delayed
-    token = hashlib.sha1(repr([m.path for _, m in plan.steps]).encode()).hexdigest()[:16]
+    names = [id(plan)] + [m.path for _, m in plan.steps]
+    token = hashlib.sha1(repr(names).encode()).hexdigest()[:16]
     return delayed(plan, name=f"w2x-plan-{token}", traverse=False)
 
 
