@@ -100,7 +100,7 @@ def main() -> None:
         with tifffile.TiffFile(dst) as tf:
             shape = tf.pages[0].shape
         mib = 2 ** 20
-        out_bytes = 4 * a.size * a.size * 3
+        out_bytes = (2 * a.size) ** 2 * 3 * 4                  # float32 samples
         chunk_bytes = (2 * a.chunk) ** 2 * 3 * 4
         print(f"{a.size}x{a.size} -> {shape[1]}x{shape[0]} ({a.style}, chunk {a.chunk}, "
               f"{a.workers} workers): {s.seconds:.0f} s, "
