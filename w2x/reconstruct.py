@@ -152,21 +152,24 @@ def check_image(x) -> np.ndarray:
 
 
 def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size: int | None = None,
-            progress: ProgressFn | None = None, prescale: int = 1) -> np.ndarray:
+            progress: ProgressFn | None = None, prescale: int = 1, halo: int = 0) -> np.ndarray:
     """Pre-scale and pad, run every tile, paste (``reconstruct_nn``, reconstruct.lua:5-66).
 
     x : float32 (C, H, W), C = the model's channels.  Returns float32 (C, H*p*s, W*p*s), p =
     ``prescale``, s = the model's scale factor, already in [0, 1] (every model ends with
     InplaceClip01).  ``batch_size`` tiles go through the net at a time (None: as many as fit
-    the GPU, one on a CPU).
+    the GPU, one on a CPU).  ``halo`` > 0: ``x`` is a chunk of a larger image with ``halo``
+    pixels of its neighbours on each side (``w2x.distributed``); tiles take their context
+    from them instead of replicating the edge, and the output covers the core only,
+    (C, (H - 2*halo)*p*s, (W - 2*halo)*p*s).
     """
     c, h0, w0 = x.shape
     if c != model.config.channels:
         raise ValueError(f"model takes {model.config.channels} channel(s), got {c}")
 
     # --- 1. preprocessing: nearest 2x, edge padding, tiles ---------------------------------
-    grid = tiling.tile_grid(h0 * prescale, w0 * prescale, model.config, tile_size)
-    tiles = (gather_tile(x, grid, r, q, prescale) for r, q in grid.tiles())
+    grid = tiling.tile_grid((h0 - 2 * halo) * prescale, (w0 - 2 * halo) * prescale, model.config, tile_size)
+    tiles = (gather_tile(x, grid, r, q, prescale, halo) for r, q in grid.tiles())
 
     # --- 2. the model's forward pass over the tiles, a batch at a time ---------------------
     outputs = stream_tiles(model, be, tiles, batch_size or _auto_batch(model, be, grid.tile))
@@ -180,17 +183,20 @@ def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size
     return out
 
 
-def gather_tile(x: np.ndarray, grid: tiling.TileGrid, r: int, q: int, prescale: int) -> np.ndarray:
+def gather_tile(x: np.ndarray, grid: tiling.TileGrid, r: int, q: int, prescale: int,
+                halo: int = 0) -> np.ndarray:
     """The ``grid.tile``-square input tile at padded position (r, q) of ``x`` pre-scaled by
     pixel replication and edge-padded: ``pad_replicate(nearest(x, prescale))[:, r:r+t, q:q+t]``.
 
     Neither the pre-scaled nor the padded image is built: clamping an index to the image is
     edge replication (``iproc.padding`` "clamp", lib/iproc.lua:82-98) and dividing it by
     ``prescale`` is pixel replication, so each tile reads its pixels straight from ``x``.
+    With a ``halo`` the grid lies on the core of ``x``, ``halo`` source pixels in, and only
+    what lies beyond all of ``x`` is replicated.
     """
-    span = np.arange(grid.tile) - grid.pad_lo
-    rows = np.clip(r + span, 0, grid.h - 1) // prescale          # padded row -> source row
-    cols = np.clip(q + span, 0, grid.w - 1) // prescale
+    span = np.arange(grid.tile) - grid.pad_lo + halo * prescale
+    rows = np.clip(r + span, 0, x.shape[1] * prescale - 1) // prescale   # padded row -> source row
+    cols = np.clip(q + span, 0, x.shape[2] * prescale - 1) // prescale
     return x[:, rows[:, None], cols[None, :]]                    # (C, t, t)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from w2x import anyscale, pipeline, reconstruct
 from w2x.cli import batch, machine, models, psnr, spellings
+from w2x.distributed import cli as dcli          # imports no Dask
 from w2x.cli.progress import PROGRESS_KINDS, make_reporter
 from w2x.io import DEFAULT_MAX_PIXELS
 from w2x.nn.backend import BACKENDS, PRECISIONS
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-v", "--verbose", action="store_true",
                      help="also say which model files and backend the run uses")
 
+    dcli.add_arguments(p.add_argument_group("cluster (Dask; pip install 'w2x[dask]')"))
+
     commands = p.add_subparsers(dest="subcommand", metavar="{models,benchmark}",
                                 parser_class=_Parser)
     models.add_parser(commands)
@@ -237,10 +240,13 @@ def _convert(args) -> int:
             _say(f"backend {backend}; models {', '.join(paths)}")
         how = f"{machine.model_label(paths)}, {backend}"
         reporter = make_reporter(args.progress, quiet=args.quiet, how=how)
-        with machine.threads(args.threads, note=None if args.quiet else _say):
-            summary = batch.run_jobs(jobs, conv, reporter,
-                                     existing="skip" if args.resume else
-                                     "refuse" if args.no_overwrite else "replace", plans=plans)
+        existing = "skip" if args.resume else "refuse" if args.no_overwrite else "replace"
+        if dcli.wanted(args):                      # --cluster or --chunk: the batch on Dask
+            dcli.check_jobs(jobs, conv, args)
+            summary = dcli.run_batch(jobs, conv, reporter, existing, args, plans=plans)
+        else:
+            with machine.threads(args.threads, note=None if args.quiet else _say):
+                summary = batch.run_jobs(jobs, conv, reporter, existing=existing, plans=plans)
     except KeyboardInterrupt:
         print("w2x: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
