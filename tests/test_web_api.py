@@ -8,14 +8,13 @@ from __future__ import annotations
 import io
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
-warnings.filterwarnings("ignore", message=".*httpx.*")   # starlette 1.x prefers httpx2
+pytestmark_httpx = pytest.mark.filterwarnings("ignore:.*httpx.*")   # starlette 1.x prefers httpx2
 
 from starlette.testclient import TestClient  # noqa: E402
 
@@ -24,7 +23,8 @@ from web_helpers import FAST_STYLES, MIKU, cli_convert, crop_png, decode, have_s
 from w2x.web.app import ServerConfig, create_app  # noqa: E402
 from w2x.web.limits import Limits  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not have_shared(), reason="needs ../shared images and weights")
+pytestmark = [pytest.mark.skipif(not have_shared(), reason="needs ../shared images and weights"),
+              pytestmark_httpx]
 
 
 def make_client(**kw) -> TestClient:
