@@ -118,3 +118,36 @@ def test_tile_counter_adds_loops():
             count(d, total)
     assert seen[0] == (1, 12) and seen[-1] == (10, 10)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_serve_options():
+    import argparse
+    from w2x.web.cli import add_arguments, config_from_args, main
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--port", "9000", "--workers", "3", "--max-body", "0",
+                         "--style", "art=upconv_7/art", "--cache-mb", "1"])
+    cfg = config_from_args(args)
+    assert (args.host, args.port) == ("127.0.0.1", 9000)
+    assert cfg.workers == 3 and cfg.limits.max_body == 0 and cfg.cache_bytes == 1024 * 1024
+    assert cfg.styles == {"art": "upconv_7/art", "photo": "upconv_7/photo"}
+    assert main(["--workers", "0"]) == 2                 # refused before anything starts
+    assert main(["--style", "nonsense"]) == 2
+    assert main(["--max-body", "-1"]) == 2
+
+
+def test_probe_tells_damaged_from_not_an_image():
+    import io
+    from PIL import Image
+    from w2x.web.probe import probe
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG", icc_profile=b"\0" * 2000)
+    data = buf.getvalue()
+    assert probe(data).pixels == 64
+    for cut in (data[:40], data[:len(data) // 2]):
+        with pytest.raises(WebError) as e:
+            probe(cut)
+        assert e.value.status == 400 and "damaged" in e.value.message
+    with pytest.raises(WebError) as e:
+        probe(b"GIF? no, text")
+    assert e.value.status == 415
