@@ -52,8 +52,10 @@ def error_of(resp, status: int) -> str:
 
 
 # -- info, health, page -------------------------------------------------------------------
-def test_health_info_and_page(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
+def test_health_info_and_page(client, caplog):
+    with caplog.at_level("INFO", logger="w2x.web.access"):
+        assert client.get("/healthz").json() == {"status": "ok"}
+    assert any('"GET /healthz" 200' in r.getMessage() for r in caplog.records)
     info = client.get("/api/info").json()
     assert info["limits"]["max_body_bytes"] == 5 * 1024 * 1024
     assert info["limits"]["max_scale_pixels"] == 1500 ** 2
