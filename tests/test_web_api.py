@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 pytestmark_httpx = pytest.mark.filterwarnings("ignore:.*httpx.*")   # starlette 1.x prefers httpx2
 
-from starlette.testclient import TestClient  # noqa: E402
+with warnings.catch_warnings():                             # starlette 1.x prefers httpx2
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
 
 from conftest import IMAGES  # noqa: E402
 from web_helpers import FAST_STYLES, MIKU, cli_convert, crop_png, decode, have_shared, wait_job  # noqa: E402
