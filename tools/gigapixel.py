@@ -32,7 +32,8 @@ import tifffile  # noqa: E402
 
 from w2x.anyscale import Target  # noqa: E402
 from w2x.cli.batch import Conversion, Job  # noqa: E402
-from w2x.cli.batch import SilentReporter, TileProgress  # noqa: E402
+from w2x.cli.batch import SilentReporter  # noqa: E402
+from w2x.workload import TileProgress  # noqa: E402
 from w2x.distributed import cluster  # noqa: E402
 from w2x.distributed.cli import run_chunked  # noqa: E402
 from w2x.pipeline import Options  # noqa: E402

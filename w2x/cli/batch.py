@@ -26,10 +26,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from w2x import anyscale, pipeline
-from w2x.cli.workload import count_tiles
+from w2x.workload import FileTiles, TileProgress, count_tiles
 from w2x.io import DEFAULT_MAX_PIXELS, Animation, Picture, read_frames, write_frames, write_image
 from w2x.io.write import ANIMATION_FORMATS, STILL_FORMATS
 from w2x.pipeline import Options, Plan
@@ -90,18 +90,6 @@ class Outcome:
     size: tuple[int, int] | None = None
 
 
-@dataclass(frozen=True)
-class TileProgress:
-    """Network tiles done in the file in hand: in its pass ``pass_number`` (from 1: denoise,
-    2x, alpha, TTA pattern, frame...) and over all of its passes (``file_total`` counted
-    before the file started, ``workload.count_tiles``; ``file_done`` never goes back)."""
-    pass_number: int
-    done: int
-    total: int
-    file_done: int
-    file_total: int
-
-
 class Reporter(Protocol):
     """What the batch loop tells about a run, event by event (progress.py shows it)."""
 
@@ -123,31 +111,6 @@ class Reporter(Protocol):
 
 class SilentReporter(Reporter):
     """A Reporter that shows nothing (``run_jobs`` without one): the Protocol's empty methods."""
-
-
-class _FileTiles:
-    """Turns the per-pass (done, total) calls of the network into ``TileProgress`` events.
-
-    A pass starts when ``done`` falls back or the previous pass ended; the file's total is
-    set once the file is decoded (``planned``) and grows, never shrinks, should the passes
-    run more tiles than counted.
-    """
-
-    def __init__(self, report: Callable[[TileProgress], None]):
-        self.report = report
-        self.passes = self.done = self.total = self.finished = self.file_total = 0
-
-    def planned(self, file_total: int) -> None:
-        self.file_total = file_total
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.passes == 0 or done <= self.done or self.done >= self.total:
-            self.passes += 1
-            self.finished += self.done                 # tiles of the passes before
-        self.done, self.total = done, total
-        file_done = self.finished + done
-        self.file_total = max(self.file_total, file_done)
-        self.report(TileProgress(self.passes, done, total, file_done, self.file_total))
 
 
 @dataclass(frozen=True)
@@ -396,7 +359,7 @@ def run_jobs(jobs: list[Job], conv: Conversion, reporter: Reporter | None = None
         else:
             try:
                 size = convert_file(job.src, job.dst, conv, plans=plans,
-                                    tiles=_FileTiles(reporter.tiles))
+                                    tiles=FileTiles(reporter.tiles))
             except FILE_ERRORS as e:
                 error = str(e) or type(e).__name__
         if error is None:
@@ -412,7 +375,7 @@ def run_jobs(jobs: list[Job], conv: Conversion, reporter: Reporter | None = None
 
 def convert_file(src: Path, dst: Path, conv: Conversion, *,
                  plans: dict[str, Plan] | None = None,
-                 tiles: _FileTiles | None = None) -> tuple[int, int]:
+                 tiles: FileTiles | None = None) -> tuple[int, int]:
     """Read ``src`` (every frame), convert, write ``dst`` atomically in its extension's format.
 
     An animated GIF/APNG/WebP has every frame converted, with durations, loop count and

@@ -1,8 +1,9 @@
-"""Command line: ``w2x -i IN... [-o OUT] [options]``, ``w2x models list|download`` and
-``w2x benchmark DIR`` (CLI stage).
+"""Command line: ``w2x -i IN... [-o OUT] [options]``, ``w2x models list|download``,
+``w2x benchmark DIR`` and ``w2x serve`` (CLI stage).
 
-One argparse parser: the conversion's options at the top, the ``models`` (``models.py``)
-and ``benchmark`` (``psnr.py``) subcommands below; with no subcommand it converts. Inputs
+One argparse parser: the conversion's options at the top, the ``models`` (``models.py``),
+``benchmark`` (``psnr.py``) and ``serve`` (``w2x/web/cli.py``) subcommands below; with no
+subcommand it converts (on a Dask cluster with ``--cluster``/``--chunk``). Inputs
 and outputs are planned by ``batch.py``, sizes by ``anyscale.py``, progress by
 ``progress.py``; the spellings of the original and of waifu2x-ncnn-vulkan by
 ``spellings.py``; threads and devices by ``machine.py``. Options and defaults follow the
@@ -24,6 +25,7 @@ from pathlib import Path
 from w2x import anyscale, pipeline, reconstruct
 from w2x.cli import batch, machine, models, psnr, spellings
 from w2x.distributed import cli as dcli          # imports no Dask
+from w2x.web import cli as web_cli               # imports no Starlette
 from w2x.cli.progress import PROGRESS_KINDS, make_reporter
 from w2x.io import DEFAULT_MAX_PIXELS
 from w2x.nn.backend import BACKENDS, PRECISIONS
@@ -166,10 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     dcli.add_arguments(p.add_argument_group("cluster (Dask; pip install 'w2x[dask]')"))
 
-    commands = p.add_subparsers(dest="subcommand", metavar="{models,benchmark}",
+    commands = p.add_subparsers(dest="subcommand", metavar="{models,benchmark,serve}",
                                 parser_class=_Parser)
     models.add_parser(commands)
     psnr.add_parser(commands)
+    serve = commands.add_parser("serve", prog="w2x serve", help="the waifu2x web page and API (w2x[web])",
+                                description="Serve the waifu2x web page and its API (pip install 'w2x[web]').")
+    web_cli.add_arguments(serve)
+    serve.set_defaults(command=web_cli.run)
     return p
 
 
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser()
-        if argv[:1] not in (["models"], ["benchmark"]):
+        if argv[:1] not in (["models"], ["benchmark"], ["serve"]):
             argv = spellings.translate(argv)
             _check_options(parser, argv)
         args = parser.parse_args(argv)

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from w2x.cli import batch
-from w2x.cli.batch import Conversion, Job, Outcome, Reporter, SilentReporter, Summary, TileProgress, UsageError
+from w2x.cli.batch import Conversion, Job, Outcome, Reporter, SilentReporter, Summary, UsageError
+from w2x.workload import TileProgress
 
 WORKER_LOST_NOTE = ("a task whose worker dies is run again elsewhere (up to "
                     "distributed.scheduler.allowed-failures times, then its files fail)")

@@ -1,4 +1,5 @@
-"""Tiles one file's conversion will run, counted before it starts (CLI stage, progress).
+"""Tiles one file's conversion will run, counted before it starts, and one count of the tiles
+done over all of its passes (convert stage, progress; the CLI's bars and the web jobs use it).
 
 The network reports progress per pass (``reconstruct.ProgressFn``: tiles done of the pass in
 hand), and a file takes several passes: denoise, each 2x, their alpha, every TTA pattern,
@@ -9,7 +10,8 @@ it ever fall short.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from w2x import anyscale, tiling
 from w2x.anyscale import PASS_FACTOR
@@ -46,3 +48,40 @@ def count_tiles(h: int, w: int, has_alpha: bool, opts: Options, target: anyscale
             pre = PASS_FACTOR // cfg.scale_factor
             total += len(tiling.tile_grid(ph * pre, pw * pre, cfg, ALPHA_TILE_SIZE))   # no TTA
     return total
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    """Network tiles done in the file in hand: in its pass ``pass_number`` (from 1: denoise,
+    2x, alpha, TTA pattern, frame...) and over all of its passes (``file_total`` counted
+    before the file started, ``workload.count_tiles``; ``file_done`` never goes back)."""
+    pass_number: int
+    done: int
+    total: int
+    file_done: int
+    file_total: int
+
+
+class FileTiles:
+    """Turns the per-pass (done, total) calls of the network into ``TileProgress`` events.
+
+    A pass starts when ``done`` falls back or the previous pass ended; the file's total is
+    set once the file is decoded (``planned``) and grows, never shrinks, should the passes
+    run more tiles than counted.
+    """
+
+    def __init__(self, report: Callable[[TileProgress], None]):
+        self.report = report
+        self.passes = self.done = self.total = self.finished = self.file_total = 0
+
+    def planned(self, file_total: int) -> None:
+        self.file_total = file_total
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.passes == 0 or done <= self.done or self.done >= self.total:
+            self.passes += 1
+            self.finished += self.done                 # tiles of the passes before
+        self.done, self.total = done, total
+        file_done = self.finished + done
+        self.file_total = max(self.file_total, file_done)
+        self.report(TileProgress(self.passes, done, total, file_done, self.file_total))
