@@ -97,7 +97,7 @@ def test_convert_refuses_a_path():
 
 @pytest.mark.parametrize("x, message", [
     (np.zeros((3, 8, 8), np.uint8), r"expected float pixels in \[0, 1\], got uint8; divide by 255"),
-    (np.full((3, 8, 8), 255.0, np.float32), r"got 255\.\.255; divide by 255"),
+    (np.full((3, 8, 8), 255.0, np.float32), r"got 255\.\.255; .*divide by 255"),
     (np.full((3, 8, 8), np.nan, np.float32), "NaN or infinite"),
     (np.zeros((3, 0, 8), np.float32), r"shape \(3, H, W\)"),
     ("lena.png", "got a path"),

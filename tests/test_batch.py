@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from batch_inputs import CROP, make_thirty_inputs
 from conftest import IMAGES, model_path
 from w2x import anyscale, load_model, pipeline, reconstruct
 from w2x.cli import batch
+from w2x.cli import files
 from w2x.anyscale import Target
-from w2x.cli.batch import Conversion, Job, Source, UsageError
+from w2x.cli.batch import Conversion
+from w2x.cli.files import Job, Source, UsageError
 from w2x.cli.main import main as cli_main
 from w2x.pipeline import Options
 from w2x.cli.progress import JsonReporter, TextReporter
@@ -53,7 +56,7 @@ def _planes(im: Image.Image) -> np.ndarray:
     ("out/fixed.png", "out/fixed.png"),
 ])
 def test_format_output_follows_the_original_templates(template, want):
-    assert batch.format_output(template, batch.Path("in/miku.jpg"), 7) == want
+    assert files.format_output(template, batch.Path("in/miku.jpg"), 7) == want
 
 
 def _tree(tmp_path):
@@ -69,18 +72,18 @@ def _tree(tmp_path):
 
 def test_directory_scan_flat_and_recursive(tmp_path):
     root = _tree(tmp_path)
-    flat = batch.expand_inputs([str(root)])
+    flat = files.expand_inputs([str(root)])
     assert [s.rel.as_posix() for s in flat] == ["a.png", "b.jpg"]
-    deep = batch.expand_inputs([str(root)], recursive=True)
+    deep = files.expand_inputs([str(root)], recursive=True)
     assert [s.rel.as_posix() for s in deep] == ["a.png", "b.jpg", "sub/c.png", "sub/deeper/d.webp"]
     # an output folder inside the input tree is never scanned (no x_2x_2x on the next run)
-    skipped = batch.expand_inputs([str(root)], recursive=True, exclude=root / "sub")
+    skipped = files.expand_inputs([str(root)], recursive=True, exclude=root / "sub")
     assert [s.rel.as_posix() for s in skipped] == ["a.png", "b.jpg"]
 
 
 def test_glob_keeps_the_tree_below_its_fixed_part(tmp_path):
     root = _tree(tmp_path)
-    got = batch.expand_inputs([str(root / "**" / "*.png")], recursive=True)
+    got = files.expand_inputs([str(root / "**" / "*.png")], recursive=True)
     assert [s.rel.as_posix() for s in got] == ["a.png", "sub/c.png"]
 
 
@@ -88,7 +91,7 @@ def test_list_file_keeps_order_skips_blank_lines_and_keeps_missing_entries(tmp_p
     root = _tree(tmp_path)
     lst = tmp_path / "list.txt"
     lst.write_text(f"{root / 'sub' / 'c.png'}\n\n{root / 'a.png'}\n{root / 'gone.png'}\n")
-    got = batch.expand_inputs([], list_file=str(lst))
+    got = files.expand_inputs([], list_file=str(lst))
     assert [s.path.name for s in got] == ["c.png", "a.png", "gone.png"]   # gone: fails at run
 
 
@@ -100,35 +103,35 @@ def test_list_file_keeps_order_skips_blank_lines_and_keeps_missing_entries(tmp_p
 def test_bad_input_arguments_are_usage_errors(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match=message):
-        batch.expand_inputs(args)
+        files.expand_inputs(args)
 
 
 def test_empty_directory_is_a_usage_error_with_a_hint(tmp_path):
     (tmp_path / "sub").mkdir()
     _crop("lena.png", (0, 0, 8, 8)).save(tmp_path / "sub" / "x.png")
     with pytest.raises(UsageError, match="--recursive"):
-        batch.expand_inputs([str(tmp_path)])
+        files.expand_inputs([str(tmp_path)])
 
 
 def test_outputs_default_beside_input_mirror_into_directory_and_fill_templates(tmp_path):
     root = _tree(tmp_path)
-    sources = batch.expand_inputs([str(root)], recursive=True)
-    beside = batch.plan_jobs(sources, None, mode="noise_scale")
+    sources = files.expand_inputs([str(root)], recursive=True)
+    beside = files.plan_jobs(sources, None, mode="noise_scale")
     assert beside[2].dst == root / "sub" / "c_noise_scale.png"               # waifu2x.lua:19-20
     out = tmp_path / "out"
-    mirrored = batch.plan_jobs(sources, str(out), mode="scale", fmt="webp")
+    mirrored = files.plan_jobs(sources, str(out), mode="scale", fmt="webp")
     assert [j.dst.relative_to(out).as_posix() for j in mirrored] == [
         "a.webp", "b.webp", "sub/c.webp", "sub/deeper/d.webp"]
-    templated = batch.plan_jobs(sources, str(out / "%s_%02d.png"), mode="scale")
+    templated = files.plan_jobs(sources, str(out / "%s_%02d.png"), mode="scale")
     assert [j.dst.relative_to(out).as_posix() for j in templated] == [
         "a_01.png", "b_02.png", "sub/c_03.png", "sub/deeper/d_04.png"]
 
 
 def test_one_file_goes_to_the_named_file_or_into_an_existing_directory(tmp_path):
     src = [Source(tmp_path / "a.png", batch.Path("a.png"), named=True)]
-    assert batch.plan_jobs(src, str(tmp_path / "b.jpg"), mode="scale")[0].dst == tmp_path / "b.jpg"
+    assert files.plan_jobs(src, str(tmp_path / "b.jpg"), mode="scale")[0].dst == tmp_path / "b.jpg"
     (tmp_path / "d").mkdir()
-    assert batch.plan_jobs(src, str(tmp_path / "d"), mode="scale")[0].dst == tmp_path / "d" / "a.png"
+    assert files.plan_jobs(src, str(tmp_path / "d"), mode="scale")[0].dst == tmp_path / "d" / "a.png"
 
 
 def test_clashing_outputs_are_refused_before_anything_runs(tmp_path):
@@ -136,26 +139,26 @@ def test_clashing_outputs_are_refused_before_anything_runs(tmp_path):
     a, b = root / "a.png", root / "b.jpg"
     two = [Source(a, batch.Path("a.png"), True), Source(b, batch.Path("b.jpg"), True)]
     with pytest.raises(UsageError, match="cannot all be written"):
-        batch.plan_jobs(two, str(tmp_path / "one.png"), mode="scale")
+        files.plan_jobs(two, str(tmp_path / "one.png"), mode="scale")
     with pytest.raises(UsageError, match="would both be written"):      # x.png, x.jpg -> x.png
-        batch.plan_jobs([Source(a, batch.Path("x.png")), Source(b, batch.Path("x.jpg"))],
+        files.plan_jobs([Source(a, batch.Path("x.png")), Source(b, batch.Path("x.jpg"))],
                         str(tmp_path / "o"), mode="scale")
     with pytest.raises(UsageError, match="is the input itself"):
-        batch.plan_jobs([Source(a, batch.Path("a.png"), True)], str(a), mode="scale")
+        files.plan_jobs([Source(a, batch.Path("a.png"), True)], str(a), mode="scale")
     with pytest.raises(UsageError, match="is the input .*a.png"):       # b.jpg -> a.png
-        batch.plan_jobs([Source(b, batch.Path("a.jpg"), True), Source(a, batch.Path("z.png"), True)],
+        files.plan_jobs([Source(b, batch.Path("a.jpg"), True), Source(a, batch.Path("z.png"), True)],
                         str(root), mode="scale")
     with pytest.raises(UsageError, match="unknown output extension"):
-        batch.plan_jobs([Source(a, batch.Path("a.png"), True)], str(tmp_path / "x.xyz"), mode="scale")
+        files.plan_jobs([Source(a, batch.Path("a.png"), True)], str(tmp_path / "x.xyz"), mode="scale")
 
 
 def test_unwritable_output_directory_is_one_usage_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory should be")
     with pytest.raises(UsageError, match="cannot write to output directory"):
-        batch.prepare_output_dirs([Job(tmp_path / "a.png", blocker / "sub" / "a.png", 1)])
+        files.prepare_output_dirs([Job(tmp_path / "a.png", blocker / "sub" / "a.png", 1)])
     ok = tmp_path / "new" / "deep"
-    batch.prepare_output_dirs([Job(tmp_path / "a.png", ok / "a.png", 1)])
+    files.prepare_output_dirs([Job(tmp_path / "a.png", ok / "a.png", 1)])
     assert ok.is_dir() and not any(ok.iterdir())                         # probe removed
 
 
@@ -281,7 +284,7 @@ def _two_jobs(tmp_path):
 
 def test_resume_skips_and_no_overwrite_refuses_existing_outputs(tmp_path):
     jobs = _two_jobs(tmp_path)
-    batch.prepare_output_dirs(jobs)
+    files.prepare_output_dirs(jobs)
     jobs[0].dst.write_bytes(b"sentinel")
     conv = Conversion(FAST_OPTS, Target(1.0))
     s = batch.run_jobs(jobs, conv, existing="skip")
@@ -299,7 +302,7 @@ def test_json_progress_events(tmp_path):
     import io
     jobs = _two_jobs(tmp_path)
     jobs.append(Job(tmp_path / "missing.png", tmp_path / "out" / "missing.png", 3))
-    batch.prepare_output_dirs(jobs)
+    files.prepare_output_dirs(jobs)
     stream = io.StringIO()
     batch.run_jobs(jobs, Conversion(FAST_OPTS, Target(1.0)), JsonReporter(stream))
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
@@ -320,7 +323,7 @@ def test_text_progress_shows_file_and_tile_bars_and_a_summary(tmp_path, monkeypa
     from w2x.cli import progress
     monkeypatch.setattr(progress, "LONG_WORK_S", 0)                # show tile bars at once
     jobs = _two_jobs(tmp_path)
-    batch.prepare_output_dirs(jobs)
+    files.prepare_output_dirs(jobs)
     stream = io.StringIO()
     batch.run_jobs(jobs, Conversion(FAST_OPTS, Target(1.0)), TextReporter(stream=stream))
     text = stream.getvalue()
@@ -334,26 +337,9 @@ def test_text_progress_shows_file_and_tile_bars_and_a_summary(tmp_path, monkeypa
 
 # --- must show: a 30-file directory with two broken files ----------------------------------------
 
-SOURCES = ["miku_small.png", "miku_small_noisy.png", "lena.png", "city.jpg", "tone.png",
-           "neko_alpha.png", "miku_noisy.png"]
-CROP = 24
-
-
 def test_thirty_file_batch_with_two_broken_files(tmp_path, capsys):
     src = tmp_path / "photos"
-    (src / "more").mkdir(parents=True)
-    for k in range(28):
-        im = Image.open(IMAGES / SOURCES[k % len(SOURCES)])
-        x, y = (k * 7) % (im.width - CROP), (k * 5) % (im.height - CROP)
-        crop = im.crop((x, y, x + CROP, y + CROP))
-        folder = src / "more" if k % 4 == 3 else src
-        if k % 2:
-            crop.convert("RGB").save(folder / f"img{k:02d}.jpg", quality=90)
-        else:
-            crop.save(folder / f"img{k:02d}.png")
-    (src / "broken_empty.png").write_bytes(b"")                                 # zero bytes
-    whole = (src / "img00.png").read_bytes()
-    (src / "broken_truncated.png").write_bytes(whole[:len(whole) // 2])         # cut in half
+    make_thirty_inputs(src)
     assert sum(1 for p in src.rglob("*") if p.is_file()) == 30
 
     out = tmp_path / "out"

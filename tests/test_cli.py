@@ -661,3 +661,16 @@ def test_auto_backend_fallback_to_numpy_is_noted(tmp_path, capsys, lena, no_numb
     assert "(vgg_7/art, numpy)" in err
     rc, _, err = run(capsys, *args, "-q")
     assert rc == 0 and err == ""
+
+
+def test_a_bare_file_name_says_to_use_dash_i_and_names_every_command(capsys):
+    rc, _, err = run(capsys, "foo.png")
+    assert rc == 2 and err.count("\n") == 1
+    assert "give inputs with -i (w2x -i foo.png) or a command: models, benchmark, serve" in err
+
+
+def test_options_before_a_subcommand_leave_its_own_options_alone(capsys):
+    rc, out, err = run(capsys, "-q", "serve", "--port", "8001", "--help")
+    assert rc == 0 and "usage: w2x serve" in out and err == ""
+    rc, out, _ = run(capsys, "-q", "models", "list")
+    assert rc == 0

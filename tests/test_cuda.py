@@ -27,7 +27,7 @@ import pytest
 
 from conftest import HAVE_SHARED, MODEL_DIR, REFERENCE
 from w2x import load_model
-from w2x.nn import cuda as _cuda
+from w2x.nn import cuda as gpu
 from w2x.nn import kernel_files
 from w2x import stream
 from w2x.nn import memory
@@ -73,9 +73,9 @@ COL2IM_CASES = [(3, 2, 6, 5, 4, 2, 3), (64, 2, 4, 4, 2, 2, 0), (2, 1, 5, 7, 3, 1
 
 # --- no GPU needed ---------------------------------------------------------------------------
 def test_every_kernel_file_exists_and_ships_as_package_data():
-    files = set(_cuda.KERNELS.values())
+    files = set(gpu.KERNELS.values())
     on_disk = {p.name for p in (ROOT / "kernels").glob("*.cu")}
-    assert files == on_disk, "kernels/*.cu and _cuda.KERNELS must name the same files"
+    assert files == on_disk, "kernels/*.cu and gpu.KERNELS must name the same files"
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     globs = setuptools["package-data"]["w2x.kernels"]
     for name in files:
@@ -83,11 +83,11 @@ def test_every_kernel_file_exists_and_ships_as_package_data():
         assert kernel_files.source(name) == (ROOT / "kernels" / name).read_text()
 
 
-@pytest.mark.parametrize("filename", sorted(set(_cuda.KERNELS.values())))
+@pytest.mark.parametrize("filename", sorted(set(gpu.KERNELS.values())))
 def test_kernel_source_declares_its_kernels_and_reference(filename):
     src = kernel_files.source(filename)
     declared = set(re.findall(r'extern "C" __global__ void (w2x_\w+)\(', src))
-    assert declared == {k for k, f in _cuda.KERNELS.items() if f == filename}
+    assert declared == {k for k, f in gpu.KERNELS.items() if f == filename}
     refs = re.findall(r"//\s+reference: w2x/nn/ops\.py:(\w+)", src)
     assert refs and all(hasattr(ops, r) for r in refs)
     assert "#include" not in src, "NVRTC has no standard headers: kernels must be self-contained"
@@ -95,19 +95,19 @@ def test_kernel_source_declares_its_kernels_and_reference(filename):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
 def test_kernels_compile_with_nvcc(tmp_path):
-    files = sorted(str(ROOT / "kernels" / f) for f in set(_cuda.KERNELS.values()))
+    files = sorted(str(ROOT / "kernels" / f) for f in set(gpu.KERNELS.values()))
     r = subprocess.run(["nvcc", "--ptx", "-arch=sm_90", "-Werror", "all-warnings", "-odir", str(tmp_path),
                         *files], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ptx = "".join(p.read_text() for p in tmp_path.glob("*.ptx"))
-    assert all(f".entry {name}(" in ptx for name in _cuda.KERNELS)
+    assert all(f".entry {name}(" in ptx for name in gpu.KERNELS)
 
 
 @pytest.mark.parametrize("per_plane, planes", [(1, 1), (255, 3), (256, 3), (257, 70000), (10**6, 65535)])
 def test_launch_grid_covers_every_element_once(per_plane, planes):
-    gx, gy, gz = _cuda.launch_grid(per_plane, planes)
-    assert (gx - 1) * _cuda.BLOCK < per_plane <= gx * _cuda.BLOCK
-    assert gy == min(planes, _cuda.MAX_GRID_Y) and gz == 1
+    gx, gy, gz = gpu.launch_grid(per_plane, planes)
+    assert (gx - 1) * gpu.BLOCK < per_plane <= gx * gpu.BLOCK
+    assert gy == min(planes, gpu.MAX_GRID_Y) and gz == 1
     # the kernels' plane loop p = blockIdx.y, blockIdx.y + gridDim.y, ... visits each plane once
     visited = np.concatenate([np.arange(b, planes, gy) for b in range(gy)])
     assert np.array_equal(np.sort(visited), np.arange(planes))
@@ -115,9 +115,9 @@ def test_launch_grid_covers_every_element_once(per_plane, planes):
 
 def test_launch_grid_rejects_planes_beyond_int32_and_launches_nothing_when_empty():
     with pytest.raises(ValueError, match="32-bit"):
-        _cuda.launch_grid(2**31, 1)
-    assert _cuda.launch_grid(0, 5)[0] == 0
-    assert _cuda.reduce_grid(3) == (3, 1, 1) and _cuda.reduce_grid(2**40)[0] == _cuda.MAX_GRID_X
+        gpu.launch_grid(2**31, 1)
+    assert gpu.launch_grid(0, 5)[0] == 0
+    assert gpu.reduce_grid(3) == (3, 1, 1) and gpu.reduce_grid(2**40)[0] == gpu.MAX_GRID_X
 
 
 def _config(arch):
@@ -179,9 +179,9 @@ def test_cuda_module_imports_anywhere_and_backend_fails_cleanly_without_a_gpu():
     with pytest.raises(ValueError, match="precision"):
         get_backend("cupy", "bf16")
     try:
-        _cuda.require_device()
+        gpu.require_device()
     except BackendUnavailableError as e:
-        assert "CuPy is not installed" in str(e) if _cuda.cupy is None else "CUDA" in str(e)
+        assert "CuPy is not installed" in str(e) if gpu.cupy is None else "CUDA" in str(e)
     else:
         pytest.skip("a CUDA device is usable here: the no-GPU path cannot be exercised")
     with pytest.raises(BackendUnavailableError):
@@ -349,7 +349,7 @@ def emulated(tmp_path_factory):
     lib = ctypes.CDLL(str(d / "emu.so"))
 
     def launch(name, per_plane, planes, *args):
-        gx, gy, _ = _cuda.launch_grid(per_plane, planes, EMU_BLOCK)
+        gx, gy, _ = gpu.launch_grid(per_plane, planes, EMU_BLOCK)
         c_args = [a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray) else
                   ctypes.c_float(a) if isinstance(a, float) else ctypes.c_int(a) for a in args]
         getattr(lib, f"emu_{name}")(gx, min(gy, EMU_MAX_GRID_Y), EMU_BLOCK, *c_args)
@@ -417,7 +417,7 @@ def cp():
         get_backend("cupy")
     except BackendUnavailableError as e:
         pytest.skip(str(e))
-    return _cuda.cupy
+    return gpu.cupy
 
 
 def _both(cp, a):
@@ -432,8 +432,8 @@ def test_im2col_matches_reference(cp, case):
     c, n, h, w, k, s = case
     x, xd = _both(cp, _rng(sum(case)).standard_normal((c, n, h, w)).astype(np.float32))
     ref = ops.im2col(x, k, k, s)
-    np.testing.assert_array_equal(cp.asnumpy(_cuda.im2col(xd, k, k, s)), ref)  # a pure copy: exact
-    half = _cuda.im2col(xd, k, k, s, out_dtype=np.float16)
+    np.testing.assert_array_equal(cp.asnumpy(gpu.im2col(xd, k, k, s)), ref)  # a pure copy: exact
+    half = gpu.im2col(xd, k, k, s, out_dtype=np.float16)
     np.testing.assert_array_equal(cp.asnumpy(half), ref.astype(np.float16))   # round to nearest even
 
 
@@ -443,7 +443,7 @@ def test_col2im_matches_reference_bit_for_bit(cp, case):
     oc, n, h, w, k, s, p = case
     cols, cols_d = _both(cp, _rng(sum(case)).standard_normal((oc * k * k, n * h * w)).astype(np.float32))
     # the kernel adds the taps in the reference's order, from 0: the same float sums
-    np.testing.assert_array_equal(cp.asnumpy(_cuda.col2im(cols_d, (oc, n, h, w), k, k, s, p)),
+    np.testing.assert_array_equal(cp.asnumpy(gpu.col2im(cols_d, (oc, n, h, w), k, k, s, p)),
                                   ops.col2im(cols, (oc, n, h, w), k, k, s, p))
 
 
@@ -453,7 +453,7 @@ def test_bias_leaky_relu_matches_reference(cp, slope):
     rng = _rng(7)
     y, yd = _both(cp, rng.standard_normal((70, 3, 5, 9)).astype(np.float32))
     b, bd = _both(cp, rng.standard_normal(70).astype(np.float32))
-    out = _cuda.bias_leaky_relu(yd, bd, slope)
+    out = gpu.bias_leaky_relu(yd, bd, slope)
     assert out is yd
     np.testing.assert_array_equal(cp.asnumpy(yd), ops.bias_leaky_relu(y, b, slope))
 
@@ -462,9 +462,9 @@ def test_bias_leaky_relu_matches_reference(cp, slope):
 def test_se_primitives_match_reference(cp):
     rng = _rng(8)
     x, xd = _both(cp, rng.uniform(-1, 1, (64, 3, 33, 31)).astype(np.float32))
-    np.testing.assert_allclose(cp.asnumpy(_cuda.channel_mean(xd)), ops.channel_mean(x), atol=MEAN_ATOL, rtol=0)
+    np.testing.assert_allclose(cp.asnumpy(gpu.channel_mean(xd)), ops.channel_mean(x), atol=MEAN_ATOL, rtol=0)
     z, zd = _both(cp, rng.standard_normal((64, 3)).astype(np.float32))
-    np.testing.assert_array_equal(cp.asnumpy(_cuda.se_scale(xd, zd)), ops.se_scale(x, z))
+    np.testing.assert_array_equal(cp.asnumpy(gpu.se_scale(xd, zd)), ops.se_scale(x, z))
 
 
 @pytest.mark.gpu
@@ -473,14 +473,14 @@ def test_crop_add_matches_reference(cp, crop):
     rng = _rng(crop)
     a, ad = _both(cp, rng.standard_normal((5, 2, 9, 7)).astype(np.float32))
     b, bd = _both(cp, rng.standard_normal((5, 2, 9 + 2 * crop, 7 + 2 * crop)).astype(np.float32))
-    np.testing.assert_array_equal(cp.asnumpy(_cuda.crop_add(ad, bd, crop)), ops.crop_add(a, b, crop))
+    np.testing.assert_array_equal(cp.asnumpy(gpu.crop_add(ad, bd, crop)), ops.crop_add(a, b, crop))
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("pads", [(0, 0, 0, 0), (7, 7, 7, 7), (3, 11, 0, 5), (20, 1, 2, 30)])
 def test_pad_replicate_matches_reference(cp, pads):
     x, xd = _both(cp, _rng(1).standard_normal((3, 6, 9)).astype(np.float32))
-    np.testing.assert_array_equal(cp.asnumpy(_cuda.pad_replicate(xd, *pads)), ops.pad_replicate(x, *pads))
+    np.testing.assert_array_equal(cp.asnumpy(gpu.pad_replicate(xd, *pads)), ops.pad_replicate(x, *pads))
 
 
 @pytest.mark.gpu
@@ -550,9 +550,9 @@ def test_tile_bytes_bounds_what_a_forward_takes_from_the_pool(cp, arch, tile):
 
 @pytest.mark.gpu
 def test_kernels_compile_once_per_device_and_get_backend_finds_cupy(cp):
-    before = _cuda._module.cache_info().currsize
+    before = gpu._module.cache_info().currsize
     get_backend("cupy", "fp16")
-    assert _cuda._module.cache_info().currsize == before   # already loaded on this device
+    assert gpu._module.cache_info().currsize == before   # already loaded on this device
     be = get_backend("cupy")
     assert be.name == "cupy" and be.xp is cp
     assert memory.max_batch(_config("cunet"), 256) >= 1

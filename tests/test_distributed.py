@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
+from batch_inputs import make_thirty_inputs
 from conftest import IMAGES, MODEL_DIR
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.skipif(not (MODEL_DIR / "vgg_7" / "art").is_dir() or no
 from w2x import pipeline  # noqa: E402
 from w2x.anyscale import Target  # noqa: E402
 from w2x.cli import batch  # noqa: E402
+from w2x.cli import files  # noqa: E402
 from w2x.cli.batch import Conversion  # noqa: E402
 from w2x.cli.batch import SilentReporter  # noqa: E402
 from w2x.cli.progress import JsonReporter, make_reporter  # noqa: E402
@@ -37,36 +39,16 @@ from w2x.distributed import cluster, convert_files  # noqa: E402
 from w2x.distributed.batch import run_batch  # noqa: E402
 from w2x.pipeline import Options  # noqa: E402
 
-SOURCES = ["miku_small.png", "miku_small_noisy.png", "lena.png", "city.jpg", "tone.png",
-           "neko_alpha.png", "miku_noisy.png"]
-CROP = 24
 # noise_scale with vgg_7/art: a 1x denoise pass, then a 2x pass (plus alpha for the RGBA
 # crops), one 48 px tile each.
 CONV = Conversion(Options(mode="noise_scale", noise_level=1, style="vgg_7/art",
                           backend="numpy", tile_size=48), Target(2.0))
 
 
-def _make_inputs(src):
-    """28 crops (PNG with and without alpha, JPEG, in two folders) and 2 broken files."""
-    (src / "more").mkdir(parents=True)
-    for k in range(28):
-        im = Image.open(IMAGES / SOURCES[k % len(SOURCES)])
-        x, y = (k * 7) % (im.width - CROP), (k * 5) % (im.height - CROP)
-        crop = im.crop((x, y, x + CROP, y + CROP))
-        folder = src / "more" if k % 4 == 3 else src
-        if k % 2:
-            crop.convert("RGB").save(folder / f"img{k:02d}.jpg", quality=90)
-        else:
-            crop.save(folder / f"img{k:02d}.png")
-    (src / "broken_empty.png").write_bytes(b"")
-    whole = (src / "img00.png").read_bytes()
-    (src / "broken_truncated.png").write_bytes(whole[:len(whole) // 2])
-
-
 def _jobs(src, out):
-    sources = batch.expand_inputs([str(src)], recursive=True, exclude=out)
-    jobs = batch.plan_jobs(sources, str(out) + "/", mode=CONV.opts.mode)
-    batch.prepare_output_dirs(jobs)
+    sources = files.expand_inputs([str(src)], recursive=True, exclude=out)
+    jobs = files.plan_jobs(sources, str(out) + "/", mode=CONV.opts.mode)
+    files.prepare_output_dirs(jobs)
     return jobs
 
 
@@ -97,7 +79,7 @@ def plans():
 @pytest.fixture
 def inputs(tmp_path):
     src = tmp_path / "in"
-    _make_inputs(src)
+    make_thirty_inputs(src)
     return src
 
 
@@ -157,7 +139,7 @@ def test_cli_arguments_and_a_bad_spec_is_a_usage_error(tmp_path):
     dcli.add_arguments(p.add_argument_group("cluster"))
     args = p.parse_args(["--cluster", str(tmp_path / "none.json"), "--files-per-task", "4"])
     assert dcli.wanted(args) and args.files_per_task == 4 and args.chunk is None
-    with pytest.raises(batch.UsageError, match="scheduler file"):
+    with pytest.raises(files.UsageError, match="scheduler file"):
         dcli.run_batch([], CONV, None, "replace", args)
     assert not dcli.wanted(p.parse_args([]))
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not (MODEL_DIR / "cunet" / "art").is_dir() or no
 
 import w2x  # noqa: E402
 from w2x.anyscale import Target  # noqa: E402
-from w2x.cli import batch  # noqa: E402
+from w2x.cli import files  # noqa: E402
 from w2x.cli.batch import Conversion  # noqa: E402
 from w2x.distributed import cli as dcli  # noqa: E402
 from w2x.distributed import lazyio  # noqa: E402
@@ -35,6 +35,8 @@ from w2x.pipeline import Options  # noqa: E402
 # blocks its sums: measured at most 1.0e-6 (vgg_7 noise + scale, two passes), 3.6e-7 for
 # one pass, and 0 for upcunet (same tiles, same GEMMs). 8 float32 ulps at 1.0:
 LOCAL_ATOL = 1e-6 * 2
+# float32 chunks against the float64 whole-image reference (tests/reference_net.py)
+REFERENCE_ATOL = 1e-4
 # upcunet chunks run the very tiles of the whole image: equal to the last bit.
 GRID_ATOL = 0.0
 
@@ -88,6 +90,21 @@ def test_local_models_in_small_chunks_equal_the_whole_image(arch, chunk):
     got = _chunked(img, chunk, mode=mode, style=style)
     assert got.shape == ref.shape == (140, 122, 3) and got.dtype == np.float32
     assert np.abs(got - ref).max() <= LOCAL_ATOL
+
+
+def test_chunks_match_the_independent_whole_image_reference():
+    """Chunks of upconv_7 against tests/reference_net.py (no w2x code), not only against
+    w2x.convert: the halo must be the real neighbours, and the border replicated."""
+    from reference_net import sequential_net
+    img = _image(45, 38)
+    got = _chunked(img, 16, mode="scale", style="upconv_7/art")
+    ref = sequential_net(MODEL_DIR / "upconv_7/art/scale2.0x_model.json.gz", img.transpose(2, 0, 1), 1)
+    assert np.abs(got - ref.transpose(1, 2, 0)).max() <= REFERENCE_ATOL
+
+
+def test_an_image_smaller_than_the_context_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"smaller than the \d+ px of context .* without chunks"):
+        _chunked(_image(5, 6), 4, mode="scale", style="upconv_7/art")
 
 
 def test_upcunet_chunks_on_the_tile_grid_equal_the_whole_image():
@@ -162,7 +179,7 @@ def _png16(path):
 def _job(tmp_path, img8, out="big_x2.tif"):
     src = tmp_path / "big.tif"
     tifffile.imwrite(src, img8, photometric="rgb", tile=(64, 64))
-    return batch.Job(src, tmp_path / out, 1)
+    return files.Job(src, tmp_path / out, 1)
 
 
 def test_run_chunked_tiff_in_tiff_out_equals_the_whole_image(tmp_path):
@@ -181,11 +198,11 @@ def test_run_chunked_tiff_in_tiff_out_equals_the_whole_image(tmp_path):
 
 
 def test_chunk_option_refuses_other_sizes_and_formats(tmp_path):
-    job = batch.Job(tmp_path / "a.tif", tmp_path / "a.jpg", 1)
+    job = files.Job(tmp_path / "a.tif", tmp_path / "a.jpg", 1)
     args = argparse.Namespace(cluster=None, files_per_task=1, chunk=512)
-    with pytest.raises(batch.UsageError, match="writes .tif"):
+    with pytest.raises(files.UsageError, match="writes .tif"):
         dcli.check_jobs([job], Conversion(), args)
-    with pytest.raises(batch.UsageError, match="2x only"):
+    with pytest.raises(files.UsageError, match="2x only"):
         dcli.check_jobs([job], Conversion(target=Target(4.0)), args)
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import sys
 from pathlib import Path
 
@@ -114,3 +115,17 @@ def test_the_wheel_converts_from_any_folder_with_its_bundled_models(fresh, tmp_p
     assert import_check.stdout.startswith(str(target)), import_check.stdout + import_check.stderr
     assert (target / "w2x" / "py.typed").is_file()
     assert len(list((target / "w2x" / "weights").glob("*/*/*.json.gz"))) == 18
+
+
+def test_the_sdist_carries_the_tests_and_their_helpers(fresh, tmp_path):
+    pytest.importorskip("build", reason="pip install build (in the test extras)")
+    clone, venv, env = fresh
+    r = _run(f"python -m build --sdist --no-isolation -o {tmp_path} {clone}", tmp_path, env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sdist,) = tmp_path.glob("w2x-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    for rel in ("tests/conftest.py", "tests/naive.py", "tests/reference_net.py", "tests/synth.py",
+                "docs/sample.jpg", "LICENSE", "w2x/py.typed", "kernels/im2col.cu",
+                "weights/upconv_7/art/scale2.0x_model.json.gz"):
+        assert rel in names, f"{rel} is not in the sdist"

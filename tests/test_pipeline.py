@@ -221,3 +221,23 @@ def test_gather_tile_is_pad_replicate_of_nearest(prescale):
     for r, q in grid.tiles():
         np.testing.assert_array_equal(reconstruct.gather_tile(x, grid, r, q, prescale),
                                       padded[:, r:r + grid.tile, q:q + grid.tile])
+
+
+@pytest.mark.parametrize("prescale", [1, 2])
+def test_gather_tile_with_a_halo_reads_the_neighbours_and_replicates_only_past_them(prescale):
+    """A chunk with ``halo`` pixels of its neighbours (w2x.distributed): its tiles are the
+    whole image's tiles at the same place, so context comes from the neighbours, and only
+    what lies past the chunk's halo is replicated from the chunk's edge."""
+    model = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz"))
+    x = np.random.default_rng(4).random((3, 30, 34), dtype=np.float32)
+    halo = 4                                          # rows/cols 0..3 and the last 4: context
+    core = x[:, halo:-halo, halo:-halo]
+    grid = tile_grid(core.shape[1] * prescale, core.shape[2] * prescale, model.config, 20)
+    extended = np.repeat(np.repeat(x, prescale, axis=1), prescale, axis=2)
+    lo = grid.pad_lo - halo * prescale               # replicated beyond the halo
+    padded = pad_replicate(extended, max(lo, 0), grid.pad_bottom + 7, max(lo, 0), grid.pad_right + 7)
+    start = max(-lo, 0)
+    for r, q in grid.tiles():
+        np.testing.assert_array_equal(
+            reconstruct.gather_tile(x, grid, r, q, prescale, halo),
+            padded[:, start + r:start + r + grid.tile, start + q:start + q + grid.tile])

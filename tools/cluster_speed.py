@@ -29,6 +29,7 @@ os.environ.setdefault("W2X_MODEL_DIR", str(ROOT.parent / "shared" / "weights"))
 from w2x import pipeline  # noqa: E402
 from w2x.anyscale import Target  # noqa: E402
 from w2x.cli import batch  # noqa: E402
+from w2x.cli import files  # noqa: E402
 from w2x.cli.batch import Conversion  # noqa: E402
 from w2x.distributed import cluster  # noqa: E402
 from w2x.distributed.batch import run_batch  # noqa: E402
@@ -48,8 +49,8 @@ def make_inputs(folder: Path, n: int, size: int) -> None:
 
 
 def jobs_for(src: Path, out: Path, mode: str):
-    jobs = batch.plan_jobs(batch.expand_inputs([str(src)]), str(out) + "/", mode=mode)
-    batch.prepare_output_dirs(jobs)
+    jobs = files.plan_jobs(files.expand_inputs([str(src)]), str(out) + "/", mode=mode)
+    files.prepare_output_dirs(jobs)
     return jobs
 
 

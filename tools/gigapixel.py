@@ -31,7 +31,8 @@ os.environ.setdefault("W2X_MODEL_DIR", str(ROOT.parent / "shared" / "weights"))
 import tifffile  # noqa: E402
 
 from w2x.anyscale import Target  # noqa: E402
-from w2x.cli.batch import Conversion, Job  # noqa: E402
+from w2x.cli.batch import Conversion  # noqa: E402
+from w2x.cli.files import Job  # noqa: E402
 from w2x.cli.batch import SilentReporter  # noqa: E402
 from w2x.workload import TileProgress  # noqa: E402
 from w2x.distributed import cluster  # noqa: E402

@@ -15,7 +15,7 @@ import numpy as np
 from w2x import pipeline
 from w2x.alpha import split_alpha
 from w2x.anyscale import Target
-from w2x.color import quantize, rgb2y
+from w2x.color import check_unit_range, quantize, rgb2y, to_unit_float
 from w2x.nn import models
 from w2x.reconstruct import DEFAULT_TILE_SIZE, ProgressFn
 from w2x.store import find_model
@@ -92,13 +92,7 @@ def _check_array(image) -> np.ndarray:
         return arr
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"expected uint8, uint16 or float pixels, got {arr.dtype}")
-    lo, hi = float(arr.min()), float(arr.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError("the image contains NaN or infinite values; expected floats in [0, 1]")
-    if lo < 0 or hi > 1:
-        hint = ("; it looks like 0..255: divide by 255, or pass a uint8 array"
-                if hi <= 255 and lo >= 0 else "")
-        raise ValueError(f"expected float pixels in [0, 1], got {lo:g}..{hi:g}{hint}")
+    check_unit_range(arr)
     return arr
 
 
@@ -117,11 +111,7 @@ def _split(arr: np.ndarray):
     if was_2d:
         arr = arr[:, :, None]                                    # (H, W) -> (H, W, 1)
     kind = arr.dtype
-    if kind == np.uint8 or kind == np.uint16:
-        x = arr.astype(np.float32) / np.float32(np.iinfo(kind).max)
-    else:
-        x = arr.astype(np.float32)
-    x = x.transpose(2, 0, 1)                                     # (H, W, C) -> (C, H, W)
+    x = to_unit_float(arr).transpose(2, 0, 1)                    # (H, W, C) -> (C, H, W)
     n_colour = 1 if x.shape[0] in (1, 2) else 3
     rgb = np.ascontiguousarray(np.repeat(x[:1], 3, axis=0) if n_colour == 1 else x[:3])
     rgb, alpha = split_alpha(rgb, x[n_colour:n_colour + 1] if x.shape[0] in (2, 4) else None)

@@ -7,10 +7,13 @@ complete new one, and a failure leaves no partial file behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from pathlib import Path
 from typing import IO, Iterator
+
+TMP_SUFFIX = ".tmp"   # temporaries are ".<name>.<8 hex digits>.tmp" beside their target
 
 
 @contextlib.contextmanager
@@ -27,7 +30,7 @@ def replacing(path, *, text: bool = False, **open_kw) -> Iterator[IO]:
     error propagates; ``path`` is untouched.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
     f = open(tmp, "x" if text else "xb", **open_kw)
     try:
         with f:
@@ -42,3 +45,10 @@ def write_bytes(path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (see ``replacing``)."""
     with replacing(path) as f:
         f.write(data)
+
+
+def stray_temporaries(path) -> list[Path]:
+    """The temporaries of ``path`` that a killed writer left behind (a process killed
+    between writing and renaming leaves one, never a partial ``path``)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TMP_SUFFIX}"))

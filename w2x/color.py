@@ -1,5 +1,5 @@
 """Pre/post-processing: torch ``image`` package colour transforms used by the Y (luma) models,
-and the original's float -> integer rounding (``quantize``).
+the original's float -> integer rounding (``quantize``) and its inverse (``to_unit_float``).
 
 These are torch's *analog* YUV (no offsets, not YCbCr), taken from torch/image ``init.lua``
 (docs/waifu2x-reference.md §1.4, "Y (luma) models"); waifu2x-caffe and converter-cpp use
@@ -72,3 +72,24 @@ def quantize(x: np.ndarray, depth: int) -> np.ndarray:
     np.clip(y, 0, 1, out=y)
     y *= np.float32(top)
     return np.floor(y, out=y).astype(dtype)
+
+
+def check_unit_range(x: np.ndarray) -> None:
+    """Raise a ValueError that says what was expected unless every value of the float array
+    ``x`` is finite and in [0, 1] (w2x refuses rather than clips: a 0..255 float image
+    clipped to [0, 1] would come out washed out)."""
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("the image contains NaN or infinite values; expected floats in [0, 1]")
+    if lo < 0 or hi > 1:
+        hint = "; it looks like 0..255: divide by 255 first" if lo >= 0 and hi <= 255 else ""
+        raise ValueError(f"expected pixel values in [0, 1], got {lo:g}..{hi:g}{hint}")
+
+
+def to_unit_float(samples: np.ndarray) -> np.ndarray:
+    """Samples as float32 in [0, 1]: uint8 / 255 and uint16 / 65535 (image_loader.lua:94),
+    float samples as they are once ``check_unit_range`` accepts them."""
+    if samples.dtype in (np.uint8, np.uint16):
+        return samples.astype(np.float32) / np.float32(np.iinfo(samples.dtype).max)
+    check_unit_range(samples)
+    return samples.astype(np.float32, copy=False)

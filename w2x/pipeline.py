@@ -11,7 +11,7 @@ pass a target size needs (``anyscale.py``), then resizes to it.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +23,8 @@ from w2x.anyscale import Target
 from w2x.nn.backend import get_backend
 from w2x.nn.models import Model, load_model
 from w2x.reconstruct import ProgressFn
-from w2x.store import ModelNotFoundError, model_filename, resolve_model
+from w2x.store import MODES, ModelNotFoundError, model_filename, resolve_model
 
-MODES = ("noise", "scale", "noise_scale")
 # composite() calls reconstruct.upscale2x(model2x, 2.0, alpha) with no block size, which falls
 # back to 128 (alpha_util.lua:53, reconstruct.lua scale_rgb `block_size or 128`).
 ALPHA_TILE_SIZE = 128
@@ -66,7 +65,7 @@ class Plan:
     runs for a style's default that is not installed (``store.fallback_note``), for the caller
     to show once."""
     steps: tuple[tuple[Step, Model], ...]     # (reconstruct.denoise | reconstruct.upscale2x, model)
-    scale_model: Model | None = field(default=None)
+    scale_model: Model | None = None
     notes: tuple[str, ...] = ()
 
 

@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from w2x import atomic, reconstruct
 from w2x.nn.models import load_model
+from w2x.anyscale import PASS_FACTOR
 from w2x.resize import gm_resize
 from w2x.store import find_model, model_filename
 
@@ -42,7 +43,6 @@ Y_OFFSET = 16.0
 PEAK = 255.0      # benchmark.lua:135-141: PSNR = 10 log10(255^2 / max(MSE, 1))
 MSE_FLOOR = 1.0   # caps a per-image PSNR at 48.13 dB
 CROP_MULTIPLE = 4  # lib/iproc.lua:8-12 crop_mod4
-SCALE = 2          # benchmark.lua:169-174 transform_scale: 0.5x, then the 2x models
 DOWNSCALE_FILTER = "catrom"  # benchmark.lua:22 `-filter Catrom` (the published photo table)
 BASELINE_FILTER = "catrom"   # benchmark.lua:34 `-baseline_filter Catrom`: the "bicubic" column
 TTA_LEVELS = (1, 2, 4, 8)   # 1 = no TTA (benchmark.lua `-tta 0`)
@@ -200,7 +200,7 @@ def score_image(name, img, method="scale", model_fn=None, jpeg=JpegSettings(),
     truth = img.astype(np.float32) / np.float32(PEAK)               # iproc.byte2float
     _, h, w = truth.shape
     if method == "scale":
-        x = gm_resize(truth, h // SCALE, w // SCALE, downscale_filter)
+        x = gm_resize(truth, h // PASS_FACTOR, w // PASS_FACTOR, downscale_filter)  # benchmark.lua:169-174
         baseline = gm_resize(x, h, w, BASELINE_FILTER)
     elif method == "noise":
         x = jpeg_degrade(img, jpeg)

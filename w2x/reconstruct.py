@@ -54,46 +54,56 @@ TTA_LEVELS = {1: (0,), 2: (0, 4), 4: (0, 4, 1, 6), 8: tuple(range(8))}  # get_au
 
 def denoise(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
             backend: str | Backend = "auto", batch_size: int | None = None,
-            progress: ProgressFn | None = None) -> np.ndarray:
+            progress: ProgressFn | None = None, halo: int = 0) -> np.ndarray:
     """1x reconstruction (``reconstruct.denoise`` / ``image_tta``): (C, H, W) -> (C, H, W).
 
     ``x`` is float32 RGB (C = 3) in [0, 1], or one channel (C = 1: alpha), which is
     replicated to RGB and collapsed with ``rgb2y`` afterwards (reconstruct.lua:207-230).
     A Y model denoises the luma; chroma is the input's (image_y, reconstruct.lua:131-146).
+    ``halo``: ``x`` is a chunk with that much context on each side (``run_net``); RGB only.
     """
     be = get_backend(backend) if isinstance(backend, str) else backend
     mean = _TtaMean(check_image(x), tta_level)
+    _check_halo(model, halo)
     for xi in mean.inputs():
         if model.config.channels == 1:
             yuv = color.rgb2yuv(xi)
             yuv[0] = run_net(model, yuv[:1], tile_size, be, batch_size, progress)[0]
             mean.add(np.clip(color.yuv2rgb(yuv), 0.0, 1.0))
         else:
-            mean.add(run_net(model, xi, tile_size, be, batch_size, progress))
+            mean.add(run_net(model, xi, tile_size, be, batch_size, progress, halo=halo))
     return mean.result()
 
 
 def upscale2x(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
               backend: str | Backend = "auto", batch_size: int | None = None,
-              progress: ProgressFn | None = None) -> np.ndarray:
+              progress: ProgressFn | None = None, halo: int = 0) -> np.ndarray:
     """2x reconstruction (``reconstruct.upscale2x`` / ``scale_tta``): (C, H, W) -> (C, 2H, 2W).
 
     vgg_7 sees the input pixel-replicated 2x first (Box, reconstruct.lua:189-206); the nets
     that upsample themselves see it as is (``has_resize``).  A Y model upscales the luma;
     chroma comes from a GraphicsMagick Lanczos 2x of the input (scale_y, reconstruct.lua:147-173).
+    ``halo``: ``x`` is a chunk with that much context on each side (``run_net``); RGB only.
     """
     be = get_backend(backend) if isinstance(backend, str) else backend
     prescale = PASS_FACTOR // model.config.scale_factor
     mean = _TtaMean(check_image(x), tta_level)
+    _check_halo(model, halo)
     for xi in mean.inputs():
         if model.config.channels == 1:
-            c, h, w = xi.shape
+            h, w = xi.shape[1:]
             yuv = color.rgb2yuv(gm_resize(xi, h * PASS_FACTOR, w * PASS_FACTOR, "lanczos"))
             yuv[0] = run_net(model, color.rgb2y(xi), tile_size, be, batch_size, progress, prescale)[0]
             mean.add(np.clip(color.yuv2rgb(yuv), 0.0, 1.0))
         else:
-            mean.add(run_net(model, xi, tile_size, be, batch_size, progress, prescale))
+            mean.add(run_net(model, xi, tile_size, be, batch_size, progress, prescale, halo))
     return mean.result()
+
+
+def _check_halo(model: Model, halo: int) -> None:
+    if halo and model.config.channels == 1:
+        raise ValueError("a Y model's chroma comes from a resize of the whole image: "
+                         "it cannot run on chunks with a halo")
 
 
 class _TtaMean:
@@ -141,14 +151,7 @@ def check_image(x) -> np.ndarray:
         raise ValueError(f"expected float pixels in [0, 1], got {x.dtype}; "
                          f"divide by {np.iinfo(x.dtype).max if np.issubdtype(x.dtype, np.integer) else 255} "
                          "first, or pass the array to w2x.convert")
-    x = x.astype(np.float32, copy=False)
-    lo, hi = float(x.min()), float(x.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError("the image contains NaN or infinite values; expected floats in [0, 1]")
-    if lo < 0 or hi > 1:
-        hint = "; divide by 255 first" if hi <= 255 and lo >= 0 else ""
-        raise ValueError(f"expected pixel values in [0, 1], got {lo:g}..{hi:g}{hint}")
-    return x
+    return color.to_unit_float(x)
 
 
 def run_net(model: Model, x: np.ndarray, tile_size: int, be: Backend, batch_size: int | None = None,

@@ -5,8 +5,8 @@ The network reports progress per pass (``reconstruct.ProgressFn``: tiles done of
 hand), and a file takes several passes: denoise, each 2x, their alpha, every TTA pattern,
 every frame. A bar fed pass by pass falls back each time a pass starts (with ``-s 4``: 95 %
 of the first 2x, then 23 %). Counting every pass's tiles up front lets one bar cover the
-whole file. The count follows the passes of ``pipeline.convert_planes`` and the tiling of ``reconstruct.run_net``; the batch loop never lets the bar go back should
-it ever fall short.
+whole file. The count follows the passes of ``pipeline.convert_planes`` and the tiling of
+``reconstruct.run_net``; ``FileTiles`` never lets the count go back should it fall short.
 """
 from __future__ import annotations
 

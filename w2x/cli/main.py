@@ -24,6 +24,7 @@ from pathlib import Path
 
 from w2x import anyscale, pipeline, reconstruct
 from w2x.cli import batch, machine, models, psnr, spellings
+from w2x.cli import files
 from w2x.distributed import cli as dcli          # imports no Dask
 from w2x.web import cli as web_cli               # imports no Starlette
 from w2x.cli.progress import PROGRESS_KINDS, make_reporter
@@ -33,6 +34,8 @@ from w2x.pipeline import MODES, Options
 from w2x.store import STYLES, ModelNotFoundError
 from w2x.version import __version__
 
+SUBCOMMANDS = ("models", "benchmark", "serve")
+COMMANDS_METAVAR = "{" + ",".join(SUBCOMMANDS) + "}"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130   # 130 = 128 + SIGINT
 NO_DENOISE = -1               # waifu2x-ncnn-vulkan's -n -1: no denoising, i.e. -m scale
 DEFAULT_NOISE_LEVEL = 1       # waifu2x.lua:261
@@ -56,10 +59,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     """Add "did you mean --x?" to an unrecognised option close to a known one."""
-    if message.startswith("argument {models,benchmark}: invalid choice: "):
+    if message.startswith(f"argument {COMMANDS_METAVAR}: invalid choice: "):   # not a command
         arg = message.split("invalid choice: ")[1].split(" (choose")[0]
         return (f"unexpected argument {arg}; give inputs with -i (w2x -i {arg.strip(chr(39))}) "
-                "or a command: models, benchmark")
+                f"or a command: {', '.join(SUBCOMMANDS)}")
     if not message.startswith("unrecognized arguments: "):
         return message
     for arg in message.removeprefix("unrecognized arguments: ").split():
@@ -73,6 +76,24 @@ def _unknown_option(parser: argparse.ArgumentParser, arg: str) -> str:
     close = difflib.get_close_matches(arg.split("=")[0], known, n=1, cutoff=0.6)
     return f"unknown option {arg}" + (f"; did you mean {close[0]}?" if close else
                                       f"; see {parser.prog} --help")
+
+
+def _subcommand_at(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Index of the subcommand in ``argv`` (``len(argv)`` if none): the first of
+    ``SUBCOMMANDS`` that is not the value of an option before it (``-o models`` is a file)."""
+    one_value = {s for a in parser._actions if a.nargs not in (0, "+", "*") for s in a.option_strings}
+    many_values = {s for a in parser._actions if a.nargs in ("+", "*") for s in a.option_strings}
+    i = 0
+    while i < len(argv) and argv[i] != "--":
+        if argv[i] in SUBCOMMANDS:
+            return i
+        if argv[i] in many_values:                 # -i IN [IN ...]: values up to the next option
+            i += 1
+            while i < len(argv) and not argv[i].startswith("-"):
+                i += 1
+            continue
+        i += 2 if argv[i] in one_value else 1
+    return len(argv)
 
 
 def _check_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -109,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="file, directory (mirrors the input tree) or template with %%s "
                           "(input name) / %%d (number); default <input>_<mode>.png beside it")
     io_.add_argument("-r", "--recursive", action="store_true", help="include subdirectories")
-    io_.add_argument("-f", "--format", choices=batch.OUTPUT_FORMATS, default=batch.DEFAULT_FORMAT,
+    io_.add_argument("-f", "--format", choices=files.OUTPUT_FORMATS, default=files.DEFAULT_FORMAT,
                      help="format of generated output names (default png); -o FILE.ext wins")
     existing = io_.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true",
@@ -168,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dcli.add_arguments(p.add_argument_group("cluster (Dask; pip install 'w2x[dask]')"))
 
-    commands = p.add_subparsers(dest="subcommand", metavar="{models,benchmark,serve}",
+    commands = p.add_subparsers(dest="subcommand", metavar=COMMANDS_METAVAR,
                                 parser_class=_Parser)
     models.add_parser(commands)
     psnr.add_parser(commands)
@@ -181,13 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _conversion(args) -> batch.Conversion:
     if args.scale is not None and (args.width or args.height):
-        raise batch.UsageError("give either --scale or --width/--height, not both")
+        raise files.UsageError("give either --scale or --width/--height, not both")
     if args.max_pixels < 0:
-        raise batch.UsageError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
+        raise files.UsageError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
     mode, noise_level = args.mode, args.noise_level
     if noise_level == NO_DENOISE:
         if mode == "noise":
-            raise batch.UsageError("-n -1 means no denoising, which -m noise cannot do; "
+            raise files.UsageError("-n -1 means no denoising, which -m noise cannot do; "
                                    "give -n 0..3")
         mode = "scale"
     scale = args.scale if args.scale is not None else (1.0 if mode == "noise" else 2.0)
@@ -229,10 +250,10 @@ def _convert(args) -> int:
     try:
         args.backend = machine.choose_device(args.gpu, args.backend)
         conv = _conversion(args)
-        sources = batch.expand_inputs(args.input, list_file=args.list, recursive=args.recursive,
+        sources = files.expand_inputs(args.input, list_file=args.list, recursive=args.recursive,
                                       exclude=None if args.output is None else Path(args.output))
-        jobs = batch.plan_jobs(sources, args.output, mode=conv.opts.mode, fmt=args.format)
-        batch.prepare_output_dirs(jobs)
+        jobs = files.plan_jobs(sources, args.output, mode=conv.opts.mode, fmt=args.format)
+        files.prepare_output_dirs(jobs)
         backend, note = machine.resolve_backend(conv.opts.backend, conv.opts.precision)
         plans = _load_models(conv.opts)
         if plans is None:
@@ -270,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser()
-        if argv[:1] not in (["models"], ["benchmark"], ["serve"]):
-            argv = spellings.translate(argv)
-            _check_options(parser, argv)
-        args = parser.parse_args(argv)
+        at = _subcommand_at(parser, argv)          # the conversion's options come before it
+        head = spellings.translate(argv[:at])
+        _check_options(parser, head)
+        args = parser.parse_args(head + argv[at:])
     except spellings.SpellingError as e:
         print(f"w2x: error: {e}", file=sys.stderr)
         return EXIT_USAGE

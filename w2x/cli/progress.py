@@ -32,7 +32,9 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from w2x.cli.batch import Job, Outcome, Reporter, Summary
+from w2x.cli.batch import Outcome, Reporter, Summary
+
+from w2x.cli.files import Job
 from w2x.workload import TileProgress
 
 LONG_WORK_S = 1.0        # a file's tile bar appears once it has run this long (tqdm delay)

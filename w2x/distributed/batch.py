@@ -21,16 +21,17 @@ output folder must be storage every worker and the client see at the same path.
 """
 from __future__ import annotations
 
-import glob
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from w2x.cli import batch
-from w2x.cli.batch import Conversion, Job, Outcome, Reporter, SilentReporter, Summary
+from w2x.cli import files
+from w2x.cli.batch import Conversion, Outcome, Reporter, SilentReporter, Summary
+from w2x.cli.files import Job
 from w2x.distributed.cluster import require_dask
-from w2x import pipeline
+from w2x import atomic, pipeline
 from w2x.pipeline import Plan
 
 DEFAULT_FILES_PER_TASK = 1   # a task costs ~1 ms of scheduling, a file far more: no need to group
@@ -96,7 +97,7 @@ def run_batch(client, jobs: list[Job], conv: Conversion, reporter: Reporter | No
     Parameters
     ----------
     client : a ``distributed.Client``
-    jobs : from ``batch.plan_jobs`` (output folders made by ``batch.prepare_output_dirs``,
+    jobs : from ``files.plan_jobs`` (output folders made by ``files.prepare_output_dirs``,
         on storage the workers share)
     conv, existing : as ``batch.run_jobs``
     reporter : receives start, then begin + end per file as its task finishes (in order
@@ -136,7 +137,7 @@ def run_batch(client, jobs: list[Job], conv: Conversion, reporter: Reporter | No
             future.release()
             for r in results:
                 reporter.begin(r.job, len(jobs))
-                record_result(summary, r)
+                summary.record(r.job, r.outcome)
                 reporter.end(r.job, r.outcome)
     finally:
         client.cancel(list(futures))                   # only left after an interruption
@@ -148,15 +149,6 @@ def run_batch(client, jobs: list[Job], conv: Conversion, reporter: Reporter | No
     return summary
 
 
-def record_result(summary: Summary, r: FileResult) -> None:
-    if r.outcome.status == "written":
-        summary.written.append(r.job)
-    elif r.outcome.status == "skipped":
-        summary.skipped.append(r.job)
-    else:
-        summary.failed.append((r.job, r.outcome.error or "failed"))
-
-
 def sort_summary(summary: Summary) -> None:
     summary.written.sort(key=lambda j: j.number)
     summary.skipped.sort(key=lambda j: j.number)
@@ -164,17 +156,12 @@ def sort_summary(summary: Summary) -> None:
 
 
 def remove_stray_temporaries(jobs: list[Job]) -> list[Path]:
-    """Delete the temporary files a killed worker left beside the outputs of ``jobs``.
-
-    io writes ``.<name>.<hex>.tmp`` and renames it (w2x/io/write.py ``_write_atomic``); a
-    process killed between the two leaves the temporary, never a partial output. Returns
-    the paths removed. Call it only when no task of ``jobs`` still runs.
-    """
-    removed = []
-    for job in jobs:
-        for tmp in job.dst.parent.glob(f".{glob.escape(job.dst.name)}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    """Delete the temporary files a killed worker left beside the outputs of ``jobs``
+    (``atomic.stray_temporaries``). Returns the paths removed. Call it only when no task of
+    ``jobs`` still runs."""
+    removed = [tmp for job in jobs for tmp in atomic.stray_temporaries(job.dst)]
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
     return removed
 
 
@@ -189,13 +176,13 @@ def convert_files(client, inputs: list[str | Path], output: str | Path | None,
     ...     s = convert_files(client, ["frames/"], "/shared/out/", Conversion())
 
     ``inputs``, ``output``, ``recursive`` and ``fmt`` are the CLI's ``-i``, ``-o``, ``-r``
-    and ``-f`` (``w2x.cli.batch.expand_inputs`` / ``plan_jobs``); ``output`` must be on
-    storage the workers share. Raises ``batch.UsageError`` for a plan that cannot run.
+    and ``-f`` (``w2x.cli.files.expand_inputs`` / ``plan_jobs``); ``output`` must be on
+    storage the workers share. Raises ``files.UsageError`` for a plan that cannot run.
     """
     out = None if output is None else str(output)
-    sources = batch.expand_inputs([str(i) for i in inputs], recursive=recursive,
+    sources = files.expand_inputs([str(i) for i in inputs], recursive=recursive,
                                   exclude=None if out is None else Path(out))
-    jobs = batch.plan_jobs(sources, out, mode=conv.opts.mode, fmt=fmt)
-    batch.prepare_output_dirs(jobs)
+    jobs = files.plan_jobs(sources, out, mode=conv.opts.mode, fmt=fmt)
+    files.prepare_output_dirs(jobs)
     return run_batch(client, jobs, conv, reporter, existing=existing,
                      files_per_task=files_per_task)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from w2x import reconstruct
-from w2x.color import quantize
+from w2x.color import quantize, to_unit_float
 from w2x.distributed.cluster import require_dask
 from w2x.nn.backend import Backend, get_backend
 from w2x.nn.models import Model
@@ -53,8 +53,8 @@ DEFAULT_CHUNK = 1024     # source px a side: a 2x RGB float output chunk of 48 M
 
 def upscale(array, *, mode: str = "noise_scale", noise_level: int = 1, style: str = "art",
             model_dir: str | Path | None = None, tile_size: int = reconstruct.DEFAULT_TILE_SIZE,
-            tta_level: int = 1, backend: str = "auto", batch_size: int | None = None,
-            plan: Plan | None = None):
+            tta_level: int = 1, backend: str = "auto", precision: str = "fp32",
+            batch_size: int | None = None, plan: Plan | None = None):
     """Denoise and/or upscale a lazy image chunk by chunk; ``w2x.convert``'s result.
 
     Parameters
@@ -63,7 +63,7 @@ def upscale(array, *, mode: str = "noise_scale", noise_level: int = 1, style: st
         uint16 or float in [0, 1]; its chunks in H and W are the work units (the channel
         axis is made one chunk). For cunet/upcunet the chunks are moved to the tile grid
         (``grid_chunks``).
-    mode, noise_level, style, model_dir, tile_size, tta_level, backend, batch_size :
+    mode, noise_level, style, model_dir, tile_size, tta_level, backend, precision, batch_size :
         as ``w2x.pipeline.Options``; ``backend`` is resolved on each worker ("auto": the
         GPU where the worker has one)
     plan : the models (default: resolved here from the options, on the client)
@@ -76,12 +76,13 @@ def upscale(array, *, mode: str = "noise_scale", noise_level: int = 1, style: st
     Raises
     ------
     ValueError
-        not (H, W, 3); a Y (one-channel) model; cunet/upcunet with TTA.
+        not (H, W, 3); a Y (one-channel) model; cunet/upcunet with TTA; an image smaller
+        than the context a chunk needs.
     """
     da = _dask_array()
     opts = Options(mode=mode, noise_level=noise_level, style=style, model_dir=model_dir,
                    tile_size=tile_size, tta_level=tta_level, backend=backend,
-                   batch_size=batch_size)
+                   precision=precision, batch_size=batch_size)
     plan = plan or resolve_models(opts)
     x = da.asarray(array)
     if x.ndim != 3 or x.shape[2] != 3:
@@ -93,7 +94,7 @@ def upscale(array, *, mode: str = "noise_scale", noise_level: int = 1, style: st
     for _, model in plan.steps:
         _check_model(model, tta_level)
     models = _shared(plan)
-    y = x.rechunk({2: -1}).map_blocks(to_float, dtype=np.float32)
+    y = x.rechunk({2: -1}).map_blocks(to_unit_float, dtype=np.float32)
     for i, (step, model) in enumerate(plan.steps):
         y = _pass(y, models, i, step, model, opts, da)
     if kind in (np.uint8, np.uint16):
@@ -128,11 +129,6 @@ def _shared(plan: Plan):
     return delayed(plan, name=f"w2x-plan-{token}", traverse=False)
 
 
-def to_float(block: np.ndarray) -> np.ndarray:
-    """Samples -> float32 in [0, 1], as ``w2x.convert`` (uint / max; floats must be in [0, 1])."""
-    if block.dtype in (np.uint8, np.uint16):
-        return block.astype(np.float32) / np.float32(np.iinfo(block.dtype).max)
-    return reconstruct.check_image(block.transpose(2, 0, 1)).transpose(1, 2, 0)   # refuses, never clips
 
 
 def pass_geometry(model: Model, step: Step, tile_size: int) -> tuple[int, int, int, int]:
@@ -165,6 +161,9 @@ def grid_chunks(n: int, chunk: int, halo: int, step: int | None = None) -> tuple
 def _pass(y, models, index: int, step_fn: Step, model: Model, opts: Options, da):
     """One model pass over float32 (H, W, 3) chunks: halo, net on each chunk's core."""
     prescale, halo, tile, step = pass_geometry(model, step_fn, opts.tile_size)
+    if min(y.shape[:2]) < halo:
+        raise ValueError(f"a {y.shape[1]}x{y.shape[0]} image is smaller than the {halo} px of context "
+                         f"each chunk of {model.config.arch_name} needs; convert it without chunks")
     aligned = model.config.valid_sizes is not None
     rows, cols = (grid_chunks(n, c[0], halo, step if aligned else None)
                   for n, c in zip(y.shape[:2], y.chunks[:2]))
@@ -174,25 +173,19 @@ def _pass(y, models, index: int, step_fn: Step, model: Model, opts: Options, da)
                              boundary={0: "nearest", 1: "nearest", 2: "none"},
                              allow_rechunk=False)
     out_chunks = (tuple(r * scale for r in rows), tuple(c * scale for c in cols), (3,))
-    return ext.map_blocks(run_chunk, models, index, prescale, halo, tile, opts.tta_level,
-                          opts.backend, opts.batch_size, chunks=out_chunks,
+    return ext.map_blocks(run_chunk, models, index, halo, tile, opts.tta_level, opts.backend,
+                          opts.precision, opts.batch_size, chunks=out_chunks,
                           dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
 
 
-def run_chunk(block: np.ndarray, plan: Plan, index: int, prescale: int, halo: int, tile: int,
-              tta_level: int, backend: str | Backend, batch_size: int | None) -> np.ndarray:
+def run_chunk(block: np.ndarray, plan: Plan, index: int, halo: int, tile: int, tta_level: int,
+              backend: str | Backend, precision: str, batch_size: int | None) -> np.ndarray:
     """The task: one chunk with its halo, float32 (h + 2*halo, w + 2*halo, 3) ->
-    (h*s, w*s, 3), averaged over the TTA flips (reconstruct.lua:253-347).  The tiles lie on
-    the single machine's grid (``reconstruct.run_net`` with the halo as context)."""
-    model = plan.steps[index][1]
-    be = get_backend(backend) if isinstance(backend, str) else backend
+    (h*s, w*s, 3): the pass's step (``reconstruct.denoise`` / ``upscale2x``, TTA included)
+    with the halo as context, so the tiles lie on the single machine's grid."""
+    step, model = plan.steps[index]
+    be = get_backend(backend, precision) if isinstance(backend, str) else backend
     x = np.ascontiguousarray(block.transpose(2, 0, 1))           # (H, W, C) -> (C, H, W)
-    patterns = [reconstruct.TTA_PATTERNS[k] for k in reconstruct.TTA_LEVELS[tta_level]]
-    out = None
-    for forward, backward in patterns:
-        y = backward(reconstruct.run_net(model, np.ascontiguousarray(forward(x)), tile, be,
-                                         batch_size, None, prescale, halo))  # (C, h*s, w*s)
-        out = y if out is None else np.add(out, y, out=out)
-    if len(patterns) > 1:
-        out /= np.float32(len(patterns))
-    return np.ascontiguousarray(out.transpose(1, 2, 0))          # (C, h, w) -> (h, w, C)
+    y = step(model, x, tile_size=tile, tta_level=tta_level, backend=be, batch_size=batch_size,
+             halo=halo)                                          # (C, h*s, w*s)
+    return np.ascontiguousarray(y.transpose(1, 2, 0))            # (C, h, w) -> (h, w, C)

@@ -13,17 +13,16 @@ The hook, for w2x/cli/main.py::
 
 ``run_batch`` returns the ``Summary`` of ``batch.run_jobs`` (same lists, same messages), so
 main prints the same summary and computes the same exit codes; a bad ``--cluster`` or a
-missing Dask raises ``batch.UsageError`` (exit 2), an unreachable scheduler ``OSError``.
+missing Dask raises ``files.UsageError`` (exit 2), an unreachable scheduler ``OSError``.
 """
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from w2x.cli import batch
-from w2x.cli.batch import Conversion, Job, Outcome, Reporter, SilentReporter, Summary, UsageError
-from w2x.workload import TileProgress
+from w2x.cli.batch import Conversion, Reporter, Summary
+from w2x.cli.files import Job, UsageError
 
 WORKER_LOST_NOTE = ("a task whose worker dies is run again elsewhere (up to "
                     "distributed.scheduler.allowed-failures times, then its files fail)")
@@ -57,6 +56,9 @@ def wanted(args) -> bool:
 
 def check_jobs(jobs: list[Job], conv: Conversion, args) -> None:
     """Refuse, before any file is read, what the Dask paths cannot do (``UsageError``)."""
+    if getattr(args, "threads", None) is not None:
+        raise UsageError("--threads sets this process's threads; on a cluster each worker's are "
+                         "set where it starts (local:N gives each worker cores/N)")
     if args.chunk is None:
         return
     from w2x.distributed.lazyio import WRITE_SUFFIXES
@@ -103,67 +105,42 @@ def _run(client, jobs, conv, reporter, existing, plans, chunk, files_per_task) -
 
 def run_chunked(client, jobs: list[Job], conv: Conversion, reporter: Reporter | None = None, *,
                 existing: str = "replace", chunk: int, plans=None) -> Summary:
-    """Convert each job's image chunk by chunk on the cluster, one image after another.
-
-    Reporter events as ``batch.run_jobs``; ``tiles`` counts output rows written. A file that fails (unreadable, alpha, a Y model...) is recorded and the run
-    goes on.
-    """
+    """Convert each job's image chunk by chunk on the cluster, one image after another:
+    ``batch.run_jobs`` with ``convert_chunked`` for each file (the same events, skips,
+    refusals and summary); the tile events count output rows written."""
     from w2x import pipeline
-    from w2x.distributed.batch import FileResult, record_result, sort_summary
     plans = plans if plans is not None else pipeline.resolve_plans(conv.opts)
-    reporter = reporter or SilentReporter()
 
-    def rows_written(done: int, total: int) -> None:            # one "pass": the image's rows
-        reporter.tiles(TileProgress(1, done, total, done, total))
-    summary, t_run = Summary(), time.perf_counter()
-    reporter.start(len(jobs))
-    for job in jobs:
-        reporter.begin(job, len(jobs))
-        t, error, status = time.perf_counter(), None, "written"
-        if job.dst.exists() and existing == "skip":
-            status = "skipped"
-        elif job.dst.exists() and existing == "refuse":
-            error = f"{job.dst} exists and --no-overwrite is set; remove it or use --resume"
-        else:
-            try:
-                convert_chunked(client, job.src, job.dst, conv, chunk,
-                                plans[conv.opts.mode], rows_written)
-            except batch.FILE_ERRORS as e:
-                error = str(e) or type(e).__name__
-        if error is not None:
-            status = "failed"
-        result = FileResult(job, Outcome(status, time.perf_counter() - t, error))
-        record_result(summary, result)
-        reporter.end(job, result.outcome)
-    sort_summary(summary)
-    summary.seconds = time.perf_counter() - t_run
-    reporter.finish(summary)
-    return summary
+    def convert(src, dst, conv, *, plans, tiles):
+        return convert_chunked(client, src, dst, conv, chunk, plans[conv.opts.mode], tiles)
+    return batch.run_jobs(jobs, conv, reporter, existing=existing, plans=plans, convert=convert)
 
 
 def convert_chunked(client, src: Path, dst: Path, conv: Conversion, chunk: int, plan,
-                    progress=None) -> None:
-    """Read ``src`` lazily (TIFF) or whole, upscale in chunks, write ``dst`` band by band."""
+                    progress=None) -> tuple[int, int]:
+    """Read ``src`` lazily (TIFF) or whole, upscale in chunks, write ``dst`` band by band;
+    ``progress(rows done, rows)``.  Returns the output's (width, height)."""
     import dask.array as da
-    from w2x.color import quantize
+    from w2x.color import quantize, to_unit_float
     from w2x.distributed import lazyio
-    from w2x.distributed.chunks import to_float, upscale
+    from w2x.distributed.chunks import upscale
     if src.suffix.lower() in lazyio.TIFF_SUFFIXES:
         samples = lazyio.read_lazy(src, chunk)
         if samples.shape[2] != 3:
             raise ValueError(f"{src}: --chunk takes RGB images, this one has "
                              f"{samples.shape[2]} samples per pixel")
-        x = samples.map_blocks(to_float, dtype="float32")
+        x = samples.map_blocks(to_unit_float, dtype="float32")   # the output's depth is conv's
     else:
         x = da.from_array(_read_whole(src, conv), chunks=(chunk, chunk, 3))
     o = conv.opts
     y = upscale(x, mode=o.mode, noise_level=o.noise_level, style=o.style,
                 model_dir=o.model_dir, tile_size=o.tile_size, tta_level=o.tta_level,
-                backend=o.backend, batch_size=o.batch_size, plan=plan)
+                backend=o.backend, precision=o.precision, batch_size=o.batch_size, plan=plan)
     y = y.map_blocks(quantize, conv.depth, dtype="uint8" if conv.depth == 8 else "uint16")
     rows = y.shape[0]
     lazyio.write_bands(dst, lazyio.bands(client, y), y.shape, y.dtype,
                        None if progress is None else (lambda done: progress(done, rows)))
+    return y.shape[1], y.shape[0]
 
 
 def _read_whole(src: Path, conv: Conversion):

@@ -16,12 +16,12 @@ the extra small: a band at a time through the client costs a band of memory ther
 """
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from w2x import atomic
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -125,16 +125,12 @@ def write_bands(path: str | Path, band_iter: Iterator[np.ndarray], shape: tuple[
     if suffix not in WRITE_SUFFIXES:
         raise ValueError(f"{path}: chunked output is written as TIFF or PNG; use "
                          f"{', '.join(WRITE_SUFFIXES)}")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     counted = _counting(band_iter, on_band)
-    try:
+    with atomic.replacing(path) as f:
         if suffix in TIFF_SUFFIXES:
-            _write_tiff(tmp, counted, shape, dtype)
+            _write_tiff(f, counted, shape, dtype)
         else:
-            _write_png(tmp, counted, shape, dtype)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            _write_png(f, counted, shape, dtype)
 
 
 def _counting(band_iter, on_band):
@@ -146,11 +142,11 @@ def _counting(band_iter, on_band):
             on_band(done)
 
 
-def _write_tiff(tmp: Path, band_iter, shape, dtype) -> None:
+def _write_tiff(f, band_iter, shape, dtype) -> None:
     tifffile = _tifffile()
     h, w, s = shape
     big = h * w * s * np.dtype(dtype).itemsize > BIGTIFF_BYTES
-    tifffile.imwrite(tmp, _tiles(band_iter, w, TIFF_TILE), shape=shape, dtype=dtype,
+    tifffile.imwrite(f, _tiles(band_iter, w, TIFF_TILE), shape=shape, dtype=dtype,
                      tile=(TIFF_TILE, TIFF_TILE), photometric="rgb" if s == 3 else "minisblack",
                      bigtiff=big)
 
@@ -168,11 +164,10 @@ def _tiles(band_iter, width: int, t: int) -> Iterator[np.ndarray]:
         yield from (held[:, c:c + t] for c in range(0, width, t))
 
 
-def _write_png(tmp: Path, band_iter, shape, dtype) -> None:
+def _write_png(f, band_iter, shape, dtype) -> None:
     import png
     h, w, s = shape
     rows = (row.reshape(-1) for band in band_iter for row in band)        # (W, S) -> (W*S,)
     writer = png.Writer(w, h, greyscale=s == 1, alpha=False,
                         bitdepth=8 * np.dtype(dtype).itemsize)
-    with open(tmp, "xb") as f:
-        writer.write(f, rows)
+    writer.write(f, rows)

@@ -14,9 +14,9 @@ import tempfile
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from w2x import anyscale, pipeline
+from w2x.reconstruct import ProgressFn
 from w2x.io import ImageReadError, read_image, write_image
 from w2x.pipeline import Options
 from w2x.store import STYLES
@@ -27,7 +27,6 @@ from w2x.web.probe import Header, probe
 from w2x.workload import FileTiles, count_tiles
 
 OUTPUT_DEPTH = 8           # web.lua: encode_png(.., {depth = 8})
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class Engine:
 
     def plans(self, opts: Options) -> dict:
         """The models for ``opts``, loaded on first use (pipeline.resolve_plans), then shared."""
-        key = (opts.style, opts.mode, opts.noise_level, opts.tta_level)
+        key = (opts.style, opts.mode, opts.noise_level)        # plans do not depend on TTA
         with self._lock:
             if key not in self._plans:
                 self._plans[key] = pipeline.resolve_plans(opts)
