@@ -155,3 +155,11 @@ def test_probe_tells_damaged_from_not_an_image():
     with pytest.raises(WebError) as e:
         probe(b"GIF? no, text")
     assert e.value.status == 415
+
+
+def test_a_style_whose_default_is_not_installed_runs_its_bundled_stand_in(monkeypatch, tmp_path):
+    from w2x import store
+    from w2x.web.app import default_styles
+    monkeypatch.delenv(store.MODEL_DIR_ENV, raising=False)
+    monkeypatch.setenv(store.CACHE_DIR_ENV, str(tmp_path / "cache"))   # only the bundle is left
+    assert default_styles() == {"art": store.BUNDLE_FALLBACKS["art"], "photo": store.STYLES["photo"]}

@@ -25,7 +25,7 @@ from w2x.nn.models import Model, load_model
 from w2x.reconstruct import ProgressFn
 from w2x.store import MODES, ModelNotFoundError, model_filename, resolve_model
 
-# composite() calls reconstruct.upscale2x(model2x, 2.0, alpha) with no block size, which falls
+# composite() calls the original's reconstruct.scale(model2x, 2.0, alpha) with no block size, which falls
 # back to 128 (alpha_util.lua:53, reconstruct.lua scale_rgb `block_size or 128`).
 ALPHA_TILE_SIZE = 128
 

@@ -55,7 +55,7 @@ TTA_LEVELS = {1: (0,), 2: (0, 4), 4: (0, 4, 1, 6), 8: tuple(range(8))}  # get_au
 def denoise(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
             backend: str | Backend = "auto", batch_size: int | None = None,
             progress: ProgressFn | None = None, halo: int = 0) -> np.ndarray:
-    """1x reconstruction (``reconstruct.denoise`` / ``image_tta``): (C, H, W) -> (C, H, W).
+    """1x reconstruction (the original's ``reconstruct.image`` / ``image_tta``): (C, H, W) -> (C, H, W).
 
     ``x`` is float32 RGB (C = 3) in [0, 1], or one channel (C = 1: alpha), which is
     replicated to RGB and collapsed with ``rgb2y`` afterwards (reconstruct.lua:207-230).
@@ -78,7 +78,7 @@ def denoise(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, 
 def upscale2x(model: Model, x: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE, tta_level: int = 1,
               backend: str | Backend = "auto", batch_size: int | None = None,
               progress: ProgressFn | None = None, halo: int = 0) -> np.ndarray:
-    """2x reconstruction (``reconstruct.upscale2x`` / ``scale_tta``): (C, H, W) -> (C, 2H, 2W).
+    """2x reconstruction (the original's ``reconstruct.scale`` / ``scale_tta``): (C, H, W) -> (C, 2H, 2W).
 
     vgg_7 sees the input pixel-replicated 2x first (Box, reconstruct.lua:189-206); the nets
     that upsample themselves see it as is (``has_resize``).  A Y model upscales the luma;

@@ -185,6 +185,6 @@ def convert_file(src: Path, dst: Path, conv: Conversion, *,
 
 
 def _convert_picture(pic: Picture, conv: Conversion, plans, progress) -> Picture:
-    rgb, alpha = pipeline.convert_planes(pic.rgb, pic.alpha, conv.opts, conv.target, filter=conv.filter,
-                                  plans=plans, progress=progress)
+    rgb, alpha = pipeline.convert_planes(pic.rgb, pic.alpha, conv.opts, conv.target,
+                                         filter=conv.filter, plans=plans, progress=progress)
     return Picture(rgb, alpha, pic.meta)

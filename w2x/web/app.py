@@ -39,7 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from w2x.store import STYLES, ModelNotFoundError, find_model, model_filename
+from w2x.store import BUNDLE_FALLBACKS, STYLES, ModelNotFoundError, find_model, model_filename
 from w2x.web import i18n
 from w2x.web.cache import ResultCache
 from w2x.web.engine import Engine, check_size
@@ -65,7 +65,7 @@ class ServerConfig:
     cache_ttl: float = 3600.0
     job_ttl: float = 600.0
     keep_finished: int = 64
-    styles: dict[str, str] = field(default_factory=lambda: dict(STYLES))
+    styles: dict[str, str] = field(default_factory=lambda: default_styles())
     backend: str = "auto"
     tile_size: int | None = None
     allow_url: bool = False
@@ -296,6 +296,20 @@ async def _read_form(request: Request, max_body: int):
 @functools.lru_cache(maxsize=1)
 def _page_template() -> str:
     return resources.files("w2x.web").joinpath("static/index.html").read_text("utf-8")
+
+
+def default_styles() -> dict[str, str]:
+    """The original server's styles (web.lua:54-77), each its model folder; where a style's
+    default is not installed (cunet/art on a fresh install), its bundled stand-in
+    (``store.BUNDLE_FALLBACKS``), so the style works and /api/info names what runs."""
+    out = {}
+    for name, folder in STYLES.items():
+        try:
+            find_model(model_filename("scale"), style=folder, mode="scale")
+            out[name] = folder
+        except ModelNotFoundError:
+            out[name] = BUNDLE_FALLBACKS.get(name, folder)
+    return out
 
 
 def _styles_available(styles: dict[str, str]) -> dict:

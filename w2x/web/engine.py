@@ -109,7 +109,7 @@ class Engine:
                     counter = FileTiles(lambda p: progress(p.file_done, p.file_total))
                     counter.planned(count_tiles(*rgb.shape[1:], alpha is not None, opts, target, plans))
                 rgb, alpha = pipeline.convert_planes(rgb, alpha, opts, target, filter=SINC_FILTER,
-                                              plans=plans, progress=counter)
+                                                     plans=plans, progress=counter)
             dst = Path(tmp) / f"output.{req.format}"
             write_image(dst, rgb, alpha, pic.meta, depth=OUTPUT_DEPTH)
             return Result(dst.read_bytes(), req.media_type, rgb.shape[2], rgb.shape[1])
