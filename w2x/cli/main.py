@@ -24,6 +24,7 @@ from pathlib import Path
 
 from w2x import anyscale, pipeline, reconstruct
 from w2x.cli import batch, machine, models, psnr, spellings
+from w2x.cli import train as train_cli
 from w2x.distributed import cli as dcli          # imports no Dask
 from w2x.web import cli as web_cli               # imports no Starlette
 from w2x.cli.progress import PROGRESS_KINDS, make_reporter
@@ -168,10 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dcli.add_arguments(p.add_argument_group("cluster (Dask; pip install 'w2x[dask]')"))
 
-    commands = p.add_subparsers(dest="subcommand", metavar="{models,benchmark,serve}",
+    commands = p.add_subparsers(dest="subcommand", metavar="{models,benchmark,serve,train}",
                                 parser_class=_Parser)
     models.add_parser(commands)
     psnr.add_parser(commands)
+    train_cli.add_parser(commands)
     serve = commands.add_parser("serve", prog="w2x serve", help="the waifu2x web page and API (w2x[web])",
                                 description="Serve the waifu2x web page and its API (pip install 'w2x[web]').")
     web_cli.add_arguments(serve)
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser()
-        if argv[:1] not in (["models"], ["benchmark"], ["serve"]):
+        if argv[:1] not in (["models"], ["benchmark"], ["serve"], ["train"]):
             argv = spellings.translate(argv)
             _check_options(parser, argv)
         args = parser.parse_args(argv)
