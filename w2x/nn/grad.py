@@ -56,7 +56,9 @@ def conv_backward(dy, x_shape, cols, w, k: int, stride: int, be: Backend):
     c, n, h, wd = x_shape
     oc, _, oh, ow = dy.shape
     dy2 = dy.reshape(oc, n * oh * ow)                 # (OC, N*OH*OW)
-    dw = be.matmul(dy2, cols.T)
+    # dW = dY colsᵀ computed as (cols dYᵀ)ᵀ: OpenBLAS runs the long-K product 9x faster
+    # with the wide matrix on the left ((C*k*k, M) @ (M, OC)), same sums
+    dw = be.xp.ascontiguousarray(be.matmul(cols, dy2.T).T)
     db = dy2.sum(axis=1)
     dcols = be.matmul(w.T, dy2)                       # (C*k*k, N*OH*OW)
     if k == 1 and stride == 1:
@@ -87,7 +89,7 @@ def deconv_backward(dy, x, wt, k: int, stride: int, pad: int, be: Backend):
     if (hh, ww) != (h, w):  # only when the padded size overhangs; keep the windows of real pixels
         dcols = dcols.reshape(-1, n, hh, ww)[:, :, :h, :w].reshape(-1, n * h * w)
     x2 = x.reshape(c, n * h * w)
-    dwt = be.matmul(dcols, x2.T)                                        # (OC*k*k, C)
+    dwt = be.xp.ascontiguousarray(be.matmul(x2, dcols.T).T)             # (OC*k*k, C), see conv_backward
     dx = be.matmul(wt.T, dcols).reshape(c, n, h, w)
     db = dy.sum(axis=(1, 2, 3))
     return dx, dwt, db
