@@ -69,7 +69,8 @@ def run(args) -> int:
             bar.update(1)
         else:
             seen["psnr"] = info["val_psnr"]
-            bar.write(f"pass {info['pass']}: loss {info['loss']:.6f}, validation PSNR {info['val_psnr']:.3f} dB"
+            loss = "-" if info["loss"] is None else f"{info['loss']:.6f}"
+            bar.write(f"pass {info['pass']}: loss {loss}, validation PSNR {info['val_psnr']:.3f} dB"
                       f"{' (saved)' if info['saved'] else ''}, {info['seconds']:.1f} s")
             bar.reset()
             bar.set_description(f"pass {info['pass'] + 1}")

@@ -206,8 +206,17 @@ def train(cfg: TrainConfig, resume: bool = False, report: Callable[[str, dict], 
         params, adam, state = load_checkpoint(cfg)
     else:
         params, adam = initial_params(cfg), Adam(cfg.learning_rate)
-        state = {"pass": 0, "best_mse": None, "history": []}
         cfg.log.unlink(missing_ok=True)
+        # pass 0: the starting point is scored and saved, so a fine-tuned model is only
+        # replaced by one that validates better
+        val_loss, val_mse = validate(cfg, params, val_set, be)
+        save_model(cfg.out, cfg.arch, cfg.channels, params)
+        start = {"pass": 0, "epoch": 0, "loss": None, "lr": adam.lr, "val_loss": val_loss,
+                 "val_psnr": psnr_of_mse(val_mse), "saved": True, "seconds": 0.0}
+        with open(cfg.log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(start) + "\n")
+        state = {"pass": 0, "best_mse": val_mse, "history": []}
+        report("pass", start)
     total = cfg.epochs * cfg.inner_epoch
     done_here = 0
     while state["pass"] < total:
@@ -226,7 +235,7 @@ def train(cfg: TrainConfig, resume: bool = False, report: Callable[[str, dict], 
         seconds = time.perf_counter() - t0
         state["pass"] += 1
         done_here += 1
-        improved = state["best_mse"] is None or val_mse < state["best_mse"]
+        improved = val_mse < state["best_mse"]
         if improved:
             state["best_mse"] = val_mse
             save_model(cfg.out, cfg.arch, cfg.channels, params)
