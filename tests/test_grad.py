@@ -165,3 +165,26 @@ def test_end_to_end_gradients(arch, ch, size):
         for part, (a, d) in zip("wb", zip(params[name], grads[name])):
             arrays[f"{name}.{part}"], analytic[f"{name}.{part}"] = a, d
     _check(loss, arrays, analytic, rng, samples=3 if big else SAMPLES)
+
+
+NUMBA_REL_TOL = 1e-4   # float32 on both rows, GEMMs blocked differently: ~1e-6 relative, margin for sums
+
+
+@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])
+def test_numba_row_gives_the_numpy_gradients(arch):
+    """The backward graph on the numba backend (its col2im, matmul) equals the numpy reference."""
+    try:
+        nb = grad.training_backend("numba")
+    except Exception as e:   # numba not installed: the row is optional (w2x[cpu])
+        pytest.skip(f"numba backend unavailable: {e}")
+    rng = np.random.default_rng(5)
+    params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in _random_params(arch, 3, rng).items()}
+    x = rng.uniform(0.2, 0.8, (3, 2, 18, 18)).astype(np.float32)
+    results = []
+    for be in (NP, nb):
+        y, tape, slot = grad.forward(arch, 3, params, x, be)
+        results.append((y, grad.backward(tape, slot, np.ones_like(y))))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=NUMBA_REL_TOL, atol=1e-6)
+    for name, (dw, db) in results[0][1].items():
+        for ref, got in ((dw, results[1][1][name][0]), (db, results[1][1][name][1])):
+            assert np.abs(got - ref).max() <= NUMBA_REL_TOL * np.abs(ref).max() + 1e-7, name
