@@ -1,0 +1,190 @@
+"""Backward passes (w2x/nn/grad.py) against central finite differences in float64.
+
+Each check compares the analytic gradient of a random scalar projection ``sum(r * f(p))``
+with ``(L(p + h e) - L(p - h e)) / 2h`` on a few random coordinates of every parameter and
+of the input.  Activations are chosen away from the kinks (LeakyReLU at 0, clip at 0/1) by
+the scale of the random weights; a coordinate sitting on a kink would show as one failure.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from w2x.nn import grad
+from w2x.nn.archs import ARCHS, forward_cunet, forward_sequential
+from w2x.nn.layers import Conv2d, ConvTranspose2d
+
+H_STEP = 1e-6          # central difference step: error O(h^2) ~ 1e-12, rounding ~ 1e-16/h ~ 1e-10
+REL_TOL = 1e-5         # float64 finite differences agree to ~1e-8; 1e-5 leaves room for curvature
+ABS_TOL = 1e-8         # gradients that are 0 (masked by the clip) on both sides
+SAMPLES = 6            # coordinates checked per array
+
+NP = grad.training_backend("numpy")
+
+
+def _numeric(loss, flat, idx, h):
+    old = flat[idx]
+    flat[idx] = old + h
+    up = loss()
+    flat[idx] = old - h
+    down = loss()
+    flat[idx] = old
+    return (up - down) / (2 * h)
+
+
+def _close(a, b) -> bool:
+    return abs(a - b) <= REL_TOL * max(abs(a), abs(b)) + ABS_TOL
+
+
+def _check(loss, arrays: dict, analytic: dict, rng, samples: int = SAMPLES):
+    """``loss()`` reads the arrays in ``arrays`` (mutated in place); compare ``analytic``.
+
+    A coordinate whose difference quotients at H_STEP and H_STEP/10 disagree with each other
+    straddles a kink (an activation crossing 0, an output crossing 0 or 1): the function is
+    not differentiable there and it is skipped; at most a quarter may be.
+    """
+    skipped = total = 0
+    for key, a in arrays.items():
+        flat = a.reshape(-1)
+        for idx in rng.choice(flat.size, size=min(samples, flat.size), replace=False):
+            total += 1
+            numeric = _numeric(loss, flat, idx, H_STEP)
+            got = analytic[key].reshape(-1)[idx]
+            if _close(got, numeric):
+                continue
+            if not _close(numeric, _numeric(loss, flat, idx, H_STEP / 10)):
+                skipped += 1
+                continue
+            raise AssertionError(f"{key}[{idx}]: analytic {got}, numeric {numeric}")
+    assert skipped <= total // 4, f"{skipped} of {total} coordinates on a kink"
+
+
+@pytest.mark.parametrize("k,stride,size", [(3, 1, 7), (1, 1, 5), (2, 2, 8), (2, 2, 7), (3, 2, 8)])
+def test_conv_backward(k, stride, size):
+    rng = np.random.default_rng(k * 10 + stride)
+    x = rng.standard_normal((3, 2, size, size))
+    w = rng.standard_normal((4, 3 * k * k))
+    b = rng.standard_normal(4)
+    y0, _ = grad.conv_forward(x, w, b, k, stride, NP)
+    r = rng.standard_normal(y0.shape)
+
+    def loss():
+        return float((grad.conv_forward(x, w, b, k, stride, NP)[0] * r).sum())
+    _, cols = grad.conv_forward(x, w, b, k, stride, NP)
+    dx, dw, db = grad.conv_backward(r, x.shape, cols, w, k, stride, NP)
+    _check(loss, {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db}, rng)
+
+
+@pytest.mark.parametrize("k,stride,pad", [(4, 2, 3), (2, 2, 0), (3, 1, 1)])
+def test_deconv_backward(k, stride, pad):
+    rng = np.random.default_rng(k + stride + pad)
+    x = rng.standard_normal((3, 2, 5, 6))
+    wt = rng.standard_normal((2 * k * k, 3))
+    b = rng.standard_normal(2)
+    r = rng.standard_normal(grad.deconv_forward(x, wt, b, k, stride, pad, NP).shape)
+
+    def loss():
+        return float((grad.deconv_forward(x, wt, b, k, stride, pad, NP) * r).sum())
+    dx, dwt, db = grad.deconv_backward(r, x, wt, k, stride, pad, NP)
+    _check(loss, {"x": x, "w": wt, "b": b}, {"x": dx, "w": dwt, "b": db}, rng)
+
+
+def test_forward_matches_the_inference_layers():
+    """conv_forward / deconv_forward are the same maps as layers.Conv2d / ConvTranspose2d."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 9, 9)).astype(np.float32)
+    w, b = rng.standard_normal((4, 27)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    np.testing.assert_allclose(grad.conv_forward(x, w, b, 3, 1, NP)[0], Conv2d(w, b, 3)(x, NP, None),
+                               rtol=1e-5, atol=1e-5)
+    wt = rng.standard_normal((2 * 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(grad.deconv_forward(x, wt, b[:2], 4, 2, 3, NP),
+                               ConvTranspose2d(wt, b[:2], 4, 2, 3)(x, NP, None), rtol=1e-5, atol=1e-5)
+
+
+def test_elementwise_backward():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 1, 4, 4)) * 0.8 + 0.5      # straddles 0 and 1
+    r = rng.standard_normal(x.shape)
+    for f, fb in ((lambda v: grad.leaky_relu(v, 0.1), lambda d: grad.leaky_relu_backward(d, x, 0.1)),
+                  (grad.clip01, lambda d: grad.clip01_backward(d, x))):
+        _check(lambda: float((f(x) * r).sum()), {"x": x}, {"x": fb(r)}, rng)
+    a, big = rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((2, 1, 7, 7))
+    da, db = grad.crop_add_backward(r[:, :, :3, :3], big.shape, 2)
+
+    def loss():
+        return float(((a + big[:, :, 2:5, 2:5]) * r[:, :, :3, :3]).sum())
+    _check(loss, {"a": a, "big": big}, {"a": da, "big": db}, rng)
+
+
+def _random_params(arch: str, ch: int, rng, scale: float = 0.3) -> dict:
+    """He-like random weights in GEMM form, float64."""
+    params = {}
+    for s in ARCHS[arch].spec(ch):
+        fan_in = s.in_channels * s.k * s.k
+        shape = (s.out_channels, fan_in) if s.kind == "conv" else (s.out_channels * s.k * s.k, s.in_channels)
+        params[s.name] = (rng.standard_normal(shape) * scale * np.sqrt(2.0 / fan_in),
+                          rng.standard_normal(s.out_channels) * 0.05)
+    return params
+
+
+def _layers(arch: str, ch: int, params: dict) -> dict:
+    out = {}
+    for s in ARCHS[arch].spec(ch):
+        w, b = params[s.name]
+        out[s.name] = Conv2d(w, b, s.k, s.stride) if s.kind == "conv" else ConvTranspose2d(w, b, s.k, s.stride, s.pad)
+    return out
+
+
+# input sizes: the smallest each arch accepts (cunet/upcunet: valid_sizes)
+CASES = [("vgg_7", 3, 16), ("vgg_7", 1, 16), ("upconv_7", 3, 16), ("upconv_7", 1, 16),
+         pytest.param("cunet", 3, 100, marks=pytest.mark.slow),
+         pytest.param("upcunet", 1, 76, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("arch,ch,size", CASES)
+def test_end_to_end_gradients(arch, ch, size):
+    rng = np.random.default_rng(len(arch) * 7 + ch)
+    params = _random_params(arch, ch, rng)
+    n = 1 if "cunet" in arch else 2
+    # around 0.5 so that most outputs are inside (0, 1) and the clip passes gradient
+    x = rng.uniform(0.2, 0.8, (ch, n, size, size))
+    y, tape, slot = grad.forward(arch, ch, params, x, NP)
+    ref = (forward_cunet if "cunet" in arch else forward_sequential)(_layers(arch, ch, params), x.copy(), NP)
+    # the same map as inference (whose SE mean is float32, ops.channel_mean: hence 1e-6 there)
+    np.testing.assert_allclose(y, ref, rtol=1e-6 if "cunet" in arch else 1e-10, atol=1e-7)
+    r = rng.standard_normal(y.shape)
+    grads = grad.backward(tape, slot, r)
+
+    def loss():
+        return float((grad.forward(arch, ch, params, x, NP)[0] * r).sum())
+    names = list(params)
+    big = len(names) > 8        # cunet/upcunet: 6 of their 30 layers, 3 coordinates each (time)
+    picked = [names[i] for i in rng.choice(len(names), 6, replace=False)] if big else names
+    arrays, analytic = {}, {}
+    for name in picked:
+        for part, (a, d) in zip("wb", zip(params[name], grads[name])):
+            arrays[f"{name}.{part}"], analytic[f"{name}.{part}"] = a, d
+    _check(loss, arrays, analytic, rng, samples=3 if big else SAMPLES)
+
+
+NUMBA_REL_TOL = 1e-4   # float32 on both rows, GEMMs blocked differently: ~1e-6 relative, margin for sums
+
+
+@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])
+def test_numba_row_gives_the_numpy_gradients(arch):
+    """The backward graph on the numba backend (its col2im, matmul) equals the numpy reference."""
+    try:
+        nb = grad.training_backend("numba")
+    except Exception as e:   # numba not installed: the row is optional (w2x[cpu])
+        pytest.skip(f"numba backend unavailable: {e}")
+    rng = np.random.default_rng(5)
+    params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in _random_params(arch, 3, rng).items()}
+    x = rng.uniform(0.2, 0.8, (3, 2, 18, 18)).astype(np.float32)
+    results = []
+    for be in (NP, nb):
+        y, tape, slot = grad.forward(arch, 3, params, x, be)
+        results.append((y, grad.backward(tape, slot, np.ones_like(y))))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=NUMBA_REL_TOL, atol=1e-6)
+    for name, (dw, db) in results[0][1].items():
+        for ref, got in ((dw, results[1][1][name][0]), (db, results[1][1][name][1])):
+            assert np.abs(got - ref).max() <= NUMBA_REL_TOL * np.abs(ref).max() + 1e-7, name

@@ -1,0 +1,146 @@
+"""The training stage (w2x/train/): loss gradient, Adam, export round trip, determinism,
+bit-for-bit resume and bad inputs, on tiny runs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from w2x.cli.main import main
+from w2x.nn import grad
+from w2x.nn.models import load_model
+from w2x.train import adam as adam_mod
+from w2x.train import data
+from w2x.train.export import save_model
+from w2x.train.loop import TrainConfig, TrainError, he_init, train
+from w2x.train.loss import HUBER_DELTA, clipped_weighted_huber
+from test_grad import _check
+
+NP = grad.training_backend("numpy")
+
+
+def test_loss_value_and_gradient():
+    rng = np.random.default_rng(0)
+    out = rng.uniform(-0.2, 1.2, (3, 2, 5, 5))
+    target = rng.uniform(0, 1, out.shape)
+    loss, d = clipped_weighted_huber(out, target)
+    # hand-computed reference, element by element
+    w = np.array([0.29891, 0.58661, 0.11448]) * 3
+    total = 0.0
+    for idx in np.ndindex(out.shape):
+        e = (min(max(out[idx], 0), 1) - target[idx]) * w[idx[0]]
+        total += 0.5 * e * e if abs(e) < HUBER_DELTA else HUBER_DELTA * (abs(e) - HUBER_DELTA / 2)
+    assert loss == pytest.approx(total / out.size, rel=1e-12)
+    _check(lambda: clipped_weighted_huber(out, target)[0], {"out": out}, {"out": d}, rng, samples=40)
+
+
+def test_adam_matches_the_formula_and_decays():
+    a = adam_mod.Adam()
+    p = {"w": np.array([1.0, -2.0])}
+    g = {"w": np.array([0.5, 0.1])}
+    a.step(p, g, 16)
+    # first step of Adam: m̂ = g, v̂ = g², so the step is lr * g / (|g| + eps) = lr * sign(g)
+    np.testing.assert_allclose(p["w"], [1.0 - 0.00025, -2.0 - 0.00025], rtol=1e-6)
+    assert a.lr == pytest.approx(0.00025 / (1 + 16 * 3e-7))
+
+
+def test_export_round_trip(tmp_path):
+    for arch in ("vgg_7", "upconv_7"):
+        params = he_init(arch, 3, np.random.default_rng(1))
+        save_model(tmp_path / "m.json", arch, 3, params)
+        m = load_model(tmp_path / "m.json")
+        assert m.config.arch_name == arch
+        back = grad.params_of(m.layers)
+        for name, (w, b) in params.items():
+            np.testing.assert_array_equal(back[name][0], w)
+            np.testing.assert_array_equal(back[name][1], b)
+
+
+def test_trained_forward_is_the_loaded_models(tmp_path):
+    """The graph trained (grad.forward) and the exported model run by w2x give one output."""
+    params = he_init("upconv_7", 3, np.random.default_rng(2))
+    save_model(tmp_path / "m.json", "upconv_7", 3, params)
+    x = np.random.default_rng(3).uniform(0, 1, (2, 3, 20, 20)).astype(np.float32)
+    ours = grad.forward("upconv_7", 3, params, np.ascontiguousarray(x.transpose(1, 0, 2, 3)), NP)[0]
+    np.testing.assert_allclose(ours.transpose(1, 0, 2, 3), load_model(tmp_path / "m.json").forward(x, "numpy"),
+                               rtol=1e-4, atol=1e-5)   # float32, two GEMM orders
+
+
+@pytest.fixture
+def images(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(3):
+        a = (rng.uniform(0, 1, (70, 80, 3)) * 255).astype(np.uint8)
+        a = np.cumsum(a.astype(np.int32), axis=1) // np.arange(1, 81)[None, :, None]   # smooth-ish
+        Image.fromarray(a.astype(np.uint8)).save(d / f"{i}.png")
+    return d
+
+
+def _cfg(images, out, **kw) -> TrainConfig:
+    base = dict(epochs=1, patches=4, inner_epoch=2, batch_size=4, crop_size=24, seed=3)
+    base.update(kw)
+    return TrainConfig("vgg_7", "scale", str(images), str(out), **base)
+
+
+def test_patches_have_the_net_geometry(images):
+    ims = data.load_images(images)
+    for arch, method in (("vgg_7", "scale"), ("upconv_7", "scale"), ("vgg_7", "noise")):
+        r = data.Recipe(arch, 1, method, crop_size=24 if arch == "vgg_7" else 32)
+        x, y = data.patches(ims[0][1], r, 3, np.random.default_rng(0))
+        assert x.shape[0] == y.shape[0] == 1 and x.shape[1] == y.shape[1] == 3
+        assert y.shape[2] == r.crop_size - 2 * r.offset
+
+
+def test_same_seed_same_model_and_resume_is_bit_for_bit(images, tmp_path):
+    a = _cfg(images, tmp_path / "a.json")
+    train(a)
+    b = _cfg(images, tmp_path / "b.json")
+    train(b)
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    c = _cfg(images, tmp_path / "c.json")
+    train(c, stop_after_passes=1)
+    train(c, resume=True)
+    za, zc = np.load(a.checkpoint), np.load(c.checkpoint)
+    for k in za.files:
+        if k != "meta":
+            np.testing.assert_array_equal(za[k], zc[k], err_msg=k)
+    log = [json.loads(line) for line in c.log.read_text().splitlines()]
+    assert [e["pass"] for e in log] == [0, 1, 2]
+    assert c.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert load_model(c.out).config.arch_name == "vgg_7"
+
+
+def test_bad_inputs(images, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(data.DataError, match="no usable image"):
+        train(_cfg(empty, tmp_path / "m.json"))
+    with pytest.raises(data.DataError, match="smaller than"):
+        train(_cfg(images, tmp_path / "m.json", crop_size=200))
+    save_model(tmp_path / "up.json", "upconv_7", 3, he_init("upconv_7", 3, np.random.default_rng(0)))
+    with pytest.raises(TrainError, match="expected vgg_7"):
+        train(_cfg(images, tmp_path / "m.json", init=str(tmp_path / "up.json")))
+    rc = main(["train", "--arch", "vgg_7", "--method", "scale", "--data", str(empty),
+               "--out", str(tmp_path / "m.json"), "--quiet"])
+    assert rc == 2 and "w2x train: error:" in capsys.readouterr().err
+
+
+def test_failed_save_keeps_the_last_checkpoint(images, tmp_path, monkeypatch):
+    cfg = _cfg(images, tmp_path / "m.json")
+    train(cfg, stop_after_passes=1)
+    before = cfg.checkpoint.read_bytes()
+    import w2x.atomic
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(w2x.atomic.os, "replace", full_disk)   # every atomic write fails
+    with pytest.raises(OSError, match="No space"):
+        train(cfg, resume=True)
+    monkeypatch.undo()
+    assert cfg.checkpoint.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

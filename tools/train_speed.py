@@ -1,0 +1,74 @@
+"""One training step (forward + backward + Adam, batch 16, crop 48) of vgg_7 and upconv_7:
+w2x on a backend against PyTorch CPU, in this process with the same thread count.
+
+    PYTHONPATH=. python3 tools/train_speed.py [--backend numba] [--repeats 5] [--threads 2]
+
+Prints seconds per step (median) and the ratio w2x / torch (the issue's target: <= 1.0).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from w2x.nn import grad
+from w2x.train.adam import Adam
+from w2x.train.loop import TrainConfig, he_init, train_step
+from w2x.train import data
+
+CROP, BATCH, CHANNELS = 48, 16, 3
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()                                  # warm-up (numba compiles, torch allocates)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backend", default="numba")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("train_twin", Path(__file__).parent / "train_twin.py")
+    twin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(twin)
+    be = grad.training_backend(args.backend)
+    rng = np.random.default_rng(0)
+    for arch in ("vgg_7", "upconv_7"):
+        recipe = data.Recipe(arch, CHANNELS, "scale", crop_size=CROP)
+        s, t = recipe.input_size, CROP - 2 * recipe.offset
+        x = rng.uniform(0, 1, (CHANNELS, BATCH, s, s)).astype(np.float32)
+        y = rng.uniform(0, 1, (CHANNELS, BATCH, t, t)).astype(np.float32)
+        params, adam = he_init(arch, CHANNELS, rng), Adam()
+        cfg = TrainConfig(arch, "scale", ".", "unused.json")
+        with threadpool_limits(args.threads):
+            ours = _median_time(lambda: train_step(cfg, params, adam, x, y, be), args.repeats)
+        tparams = twin.to_torch(arch, params)
+        opt = torch.optim.Adam([v for wb in tparams.values() for v in wb], lr=0.00025)
+        tx, ty = torch.tensor(x.transpose(1, 0, 2, 3)), torch.tensor(y.transpose(1, 0, 2, 3))
+
+        def torch_step():
+            opt.zero_grad()
+            twin.torch_loss(twin.torch_forward(arch, tparams, tx), ty).backward()
+            opt.step()
+        theirs = _median_time(torch_step, args.repeats)
+        print(f"{arch}: w2x {args.backend} {ours * 1000:.1f} ms/step, torch CPU {theirs * 1000:.1f} ms/step, "
+              f"ratio {ours / theirs:.2f} ({args.threads} threads, batch {BATCH}, crop {CROP})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

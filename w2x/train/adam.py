@@ -1,0 +1,56 @@
+"""Training stage: Adam with the original's per-minibatch learning-rate decay
+(lib/minibatch_adam.lua:62-63, ``optim.adam`` defaults β1 0.9, β2 0.999, ε 1e-8).
+
+The update is written as ``torch.optim.Adam`` computes it (ε added to sqrt(v)/sqrt(1-β2^t)),
+so that tools/train_twin.py can compare step for step; torch7's optim.adam differs only in
+where ε enters (a relative change below 1e-8 for waifu2x's gradients).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LEARNING_RATE = 0.00025          # lib/settings.lua -learning_rate
+LEARNING_RATE_DECAY = 3.0e-7     # lib/settings.lua -learning_rate_decay
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+
+def decayed_lr(lr0: float, samples_seen: int, decay: float = LEARNING_RATE_DECAY) -> float:
+    """``lr0 / (1 + samples_seen * decay)``."""
+    return lr0 / (1.0 + samples_seen * decay)
+
+
+@dataclass
+class Adam:
+    """Adam state for a dict of parameter arrays; ``step`` updates them in place."""
+    lr0: float = LEARNING_RATE
+    decay: float = LEARNING_RATE_DECAY
+    t: int = 0
+    samples_seen: int = 0
+    m: dict = field(default_factory=dict)
+    v: dict = field(default_factory=dict)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        return decayed_lr(self.lr0, self.samples_seen, self.decay)
+
+    def step(self, params: dict, grads: dict, batch_size: int) -> None:
+        """One update of every ``params[key]`` (arrays, in place) by ``grads[key]``; then the
+        sample count grows by ``batch_size`` and the next step's rate decays."""
+        lr = self.lr
+        self.t += 1
+        bc1, bc2 = 1 - BETA1 ** self.t, 1 - BETA2 ** self.t
+        for key, p in params.items():
+            g = grads[key]
+            m = self.m.setdefault(key, np.zeros_like(p))
+            v = self.v.setdefault(key, np.zeros_like(p))
+            m *= BETA1
+            m += (1 - BETA1) * g
+            v *= BETA2
+            v += (1 - BETA2) * g * g
+            denom = np.sqrt(v) / math.sqrt(bc2) + EPS
+            p -= (lr / bc1) * m / denom
+        self.samples_seen += batch_size
