@@ -1,8 +1,8 @@
 """An independent whole-image reference for the sequential waifu2x nets (tests only).
 
 Reads the original JSON itself (no w2x loader), edge-pads the whole image once and runs
-every layer in float64 with ``sliding_window_view`` + ``einsum``: no tiles, no im2col, no
-GEMM, no code shared with w2x.  For vgg_7 and upconv_7, which see only a fixed
+every layer in float64 as a ``tensordot`` over ``sliding_window_view`` windows: no tiles, no
+im2col, no code shared with w2x.  For vgg_7 and upconv_7, which see only a fixed
 neighbourhood of each pixel, that is what the original's tiled reconstruction computes
 (lib/reconstruct.lua:5-66 with iproc.padding "clamp").
 """
@@ -27,7 +27,8 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Valid cross-correlation: x (C, H, W), w (OC, C, k, k) -> (OC, H-k+1, W-k+1)."""
     k = w.shape[-1]
     windows = sliding_window_view(x, (k, k), axis=(1, 2))                # (C, OH, OW, k, k)
-    return np.einsum("chwij,ocij->ohw", windows, w) + b[:, None, None]
+    y = np.tensordot(windows, w, axes=([0, 3, 4], [1, 2, 3]))            # (OH, OW, OC)
+    return y.transpose(2, 0, 1) + b[:, None, None]
 
 
 def _full_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int) -> np.ndarray:
@@ -38,7 +39,7 @@ def _full_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: in
     for i in range(k):
         for j in range(k):
             full[:, i:i + stride * (h - 1) + 1:stride, j:j + stride * (wd - 1) + 1:stride] += \
-                np.einsum("chw,co->ohw", x, w[:, :, i, j])
+                np.tensordot(w[:, :, i, j], x, axes=([0], [0]))         # (OC, H, W)
     oh, ow = (h - 1) * stride - 2 * pad + k, (wd - 1) * stride - 2 * pad + k
     return full[:, pad:pad + oh, pad:pad + ow] + b[:, None, None]
 
