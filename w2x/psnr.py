@@ -21,7 +21,6 @@ libjpeg-turbo) sample for sample on the images tried.
 Line numbers below are nagadomi/waifu2x HEAD cc385f9.
 """
 import csv
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from w2x import atomic, reconstruct
 from w2x.nn.models import load_model
 from w2x.anyscale import PASS_FACTOR
+from w2x.io.write import jpeg_round_trip
 from w2x.resize import gm_resize
 from w2x.store import find_model, model_filename
 
@@ -157,15 +157,11 @@ def jpeg_degrade(img, jpeg=JpegSettings()):
     ndarray of float32, shape (3, H, W)
         The decoded result / 255.
     """
+    samples = img.transpose(1, 2, 0)                                  # (3, H, W) -> (H, W, 3)
     for i in range(jpeg.times):
-        buf = io.BytesIO()
-        quality = jpeg.quality - i * jpeg.quality_down
-        # subsampling=0 is 4:4:4, GM's samplingFactors({1.0, 1.0, 1.0}) (no -yuv420).
-        Image.fromarray(img.transpose(1, 2, 0)).save(buf, format="JPEG", quality=quality,
-                                                     subsampling=0)
-        with Image.open(buf) as im:
-            img = np.asarray(im.convert("RGB")).transpose(2, 0, 1)   # (3, H, W)
-    return img.astype(np.float32) / np.float32(PEAK)
+        # subsampling 0 is 4:4:4, GM's samplingFactors({1.0, 1.0, 1.0}) (no -yuv420)
+        samples = jpeg_round_trip(samples, jpeg.quality - i * jpeg.quality_down, subsampling=0)
+    return samples.transpose(2, 0, 1).astype(np.float32) / np.float32(PEAK)   # (3, H, W)
 
 
 def score_image(name, img, method="scale", model_fn=None, jpeg=JpegSettings(),

@@ -336,3 +336,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
         atomic.write_bytes(path, data)
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def jpeg_round_trip(samples: np.ndarray, quality: int, subsampling: int = 0) -> np.ndarray:
+    """Encode uint8 RGB samples (H, W, 3) as a JPEG with Pillow's libjpeg and decode them
+    again: the noise that the original's benchmark and training add (GraphicsMagick's
+    encoder there).  ``subsampling`` 0 = 4:4:4, 2 = 4:2:0.  Returns uint8 (H, W, 3)."""
+    buf = io.BytesIO()
+    Image.fromarray(samples).save(buf, format="JPEG", quality=int(quality), subsampling=subsampling)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"))

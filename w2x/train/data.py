@@ -7,7 +7,6 @@ the same patches.  Images are float32 (C, H, W) in [0, 1]; patches come out as
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from w2x.nn.archs import ARCHS
+from w2x.color import rgb2y
+from w2x.io.write import jpeg_round_trip
 from w2x.resize import gm_resize
 
 DOWNSAMPLING_FILTERS = ("box", "lanczos", "sinc")   # lib/settings.lua -downsampling_filters
@@ -22,7 +23,6 @@ BLUR_RANGE = (0.95, 1.05)                            # -resize_blur_min / -resiz
 MAX_SIZE = 256                                       # -max_size: the random sub-crop per image
 ACTIVE_CROPPING_RATE, ACTIVE_CROPPING_TRIES = 0.5, 10
 CHROMA_SUBSAMPLING_RATE = 0.5                        # -jpeg_chroma_subsampling_rate
-RGB2Y = (0.299, 0.587, 0.114)                        # iproc.rgb2y
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 # nr_rate: the fraction of noise patches whose input is the JPEG one (release scripts)
 NR_RATE = {"art": (0.65, 0.65, 0.65, 1.0), "photo": (0.3, 0.3, 0.6, 1.0)}
@@ -103,18 +103,13 @@ def usable(images, recipe: Recipe, folder) -> list:
 
 def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
     """RGB (3, ...) -> itself, or its luma (1, ...) for Y models (iproc.rgb2y)."""
-    if channels == 3:
-        return x
-    return (RGB2Y[0] * x[0] + RGB2Y[1] * x[1] + RGB2Y[2] * x[2])[None].astype(np.float32)
+    return x if channels == 3 else rgb2y(x)
 
 
 def jpeg(x: np.ndarray, quality: int, subsampling: int) -> np.ndarray:
-    """Pillow's JPEG encoder round trip; subsampling 2 = 4:2:0, 0 = 4:4:4."""
-    im = Image.fromarray(np.clip(np.rint(x.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=int(quality), subsampling=subsampling)
-    with Image.open(io.BytesIO(buf.getvalue())) as j:
-        return np.asarray(j.convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0
+    """float (3, H, W) -> its JPEG round trip (``io.write.jpeg_round_trip``), float (3, H, W)."""
+    samples = np.clip(np.rint(x.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)  # (H, W, 3)
+    return jpeg_round_trip(samples, quality, subsampling).astype(np.float32).transpose(2, 0, 1) / 255.0
 
 
 def jpeg_qualities(style: str, level: int, rng) -> list[int]:
