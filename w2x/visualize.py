@@ -128,5 +128,5 @@ def im2col_matrix(x: np.ndarray, top: int, left: int, size: int = 6, k: int = 3)
 
 
 def enlarge(a: np.ndarray, factor: int) -> np.ndarray:
-    """Each value of a 2-D array as a ``factor`` x ``factor`` block (to see a small matrix)."""
-    return a.repeat(factor, axis=0).repeat(factor, axis=1)
+    """Each value as a ``factor`` x ``factor`` block, over the last two axes (H, W)."""
+    return a.repeat(factor, axis=-2).repeat(factor, axis=-1)
