@@ -4,7 +4,7 @@
 A code link is ``[name](../w2x/reconstruct.py#L157)``: a relative path to a Python file and
 a line, where the line must be the ``def``/``class`` line of ``name`` (the link text's last
 dotted part, backticks and ``()`` ignored: ``reconstruct.run_net``, `` `Conv2d.__call__` ``).
-A link without ``#L`` must name a file that exists.  tests/test_guide.py fails on any stale
+A link without ``#L`` must name a file or folder that exists.  tests/test_guide.py fails on any stale
 link; after code moves, run
 
     python tools/guide_links.py --fix       # rewrite the line numbers from the named defs
@@ -94,10 +94,12 @@ def def_lines(path: Path, qualified: str) -> list[int]:
 def problem(link: Link) -> str | None:
     """Why ``link`` is stale, or None when it resolves."""
     path = link.path
-    if not path.is_file():
+    if not path.exists():
         return f"no file {link.target}"
     if link.line is None:
         return None
+    if not path.is_file():
+        return f"{link.target} is a folder; a line link needs a file"
     if path.suffix != ".py":
         return f"line links must point at Python defs, got {link.target}"
     lines = path.read_text(encoding="utf-8").splitlines()
