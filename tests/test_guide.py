@@ -46,7 +46,8 @@ def test_a_moved_def_is_caught_and_fixed(tmp_path):
     assert len(left) == 1 and "gone" in left[0]          # no def to find: left for a person
 
 
-def test_a_missing_file_is_stale(tmp_path):
+def test_a_missing_file_or_heading_is_stale(tmp_path):
     doc = tmp_path / "guide.md"
-    doc.write_text("[x](nowhere.py#L1) [y](nowhere.md) [web](https://example.org/a#L3)\n")
-    assert [bool(guide_links.problem(link)) for link in guide_links.links(doc)] == [True, True]
+    doc.write_text("# A title\n[x](nowhere.py#L1) [y](nowhere.md) [web](https://example.org/a#L3)\n"
+                   "[up](#a-title) [gone](#no-such-heading) [self](guide.md#a-title)\n")
+    assert [bool(guide_links.problem(link)) for link in guide_links.links(doc)] == [True, True, False, True, False]

@@ -4,7 +4,8 @@
 A code link is ``[name](../w2x/reconstruct.py#L157)``: a relative path to a Python file and
 a line, where the line must be the ``def``/``class`` line of ``name`` (the link text's last
 dotted part, backticks and ``()`` ignored: ``reconstruct.run_net``, `` `Conv2d.__call__` ``).
-A link without ``#L`` must name a file or folder that exists.  tests/test_guide.py fails on any stale
+A link without ``#L`` must name a file or folder that exists, and a ``#heading`` anchor
+into a markdown file one of its headings.  tests/test_guide.py fails on any stale
 link; after code moves, run
 
     python tools/guide_links.py --fix       # rewrite the line numbers from the named defs
@@ -23,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s#]+)(#[^)\s]*)?\)")
+LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s#]*)(#[^)\s]*)?\)")
 LINE_ANCHOR = re.compile(r"#L(\d+)$")
 DEF = r"^(\s*)(?:async\s+)?(?:def|class)\s+{}\b"
 
@@ -36,10 +37,11 @@ class Link:
     text: str          # the link text
     target: str        # the path as written
     line: int | None   # the #L line, if any
+    anchor: str = ""   # a heading's slug (``#2-stage-1-preprocessing``) in a markdown target
 
     @property
     def path(self) -> Path:
-        return (self.doc.parent / self.target).resolve()
+        return (self.doc.parent / self.target).resolve() if self.target else self.doc
 
     @property
     def name(self) -> str:
@@ -59,10 +61,11 @@ def links(doc: Path) -> list[Link]:
     found = []
     for m in LINK.finditer(doc.read_text(encoding="utf-8")):
         text, target, anchor = m.group(1), m.group(2), m.group(3) or ""
-        if re.match(r"^[a-z]+:", target):                      # http:, https:, mailto:
+        if re.match(r"^[a-z]+:", target) or not (target or anchor):   # http:, https:, mailto:
             continue
         line = LINE_ANCHOR.match(anchor)
-        found.append(Link(doc, m.start(2), m.end(), text, target, int(line.group(1)) if line else None))
+        found.append(Link(doc, m.start(2), m.end(), text, target, int(line.group(1)) if line else None,
+                          "" if line else anchor.removeprefix("#")))
     return found
 
 
@@ -96,6 +99,8 @@ def problem(link: Link) -> str | None:
     path = link.path
     if not path.exists():
         return f"no file {link.target}"
+    if link.anchor and path.suffix == ".md" and link.anchor not in slugs(path):
+        return f"no heading #{link.anchor} in {path.name}"
     if link.line is None:
         return None
     if not path.is_file():
@@ -108,6 +113,13 @@ def problem(link: Link) -> str | None:
     if link.line not in def_lines(path, link.name):
         return f"line {link.line} of {link.target} is not the def/class of {link.name}: {lines[link.line - 1].strip()!r}"
     return None
+
+
+def slugs(doc: Path) -> set[str]:
+    """The anchors GitHub gives ``doc``'s headings: lower case, punctuation dropped, spaces
+    to hyphens (``## 2. Stage 1: preprocessing`` -> ``2-stage-1-preprocessing``)."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", doc.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
 def fix(doc: Path) -> list[str]:
