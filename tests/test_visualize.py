@@ -73,7 +73,9 @@ def test_sequential_nets_write_a_grid_per_layer(arch, crop_file, tmp_path, capsy
     layers = sorted(out.glob("layer-*.png"))
     shapes = sequential_shapes(arch, CROP[3] - CROP[1], CROP[2] - CROP[0])
     assert len(layers) == len(shapes)
-    for path, (c, h, w) in zip(layers, shapes):
+    with Image.open(layers[0]) as im:                    # the input itself, in colour
+        assert im.mode == "RGB" and (im.size[1], im.size[0]) == shapes[0][1:]
+    for path, (c, h, w) in zip(layers[1:], shapes[1:]):
         height, width = expected_grid(c, h, w)
         assert Image.open(path).size == (width, height), path.name
     with Image.open(out / "filters.png") as im:          # 16 or 32 first-layer 3x3 filters, 8x
@@ -92,8 +94,8 @@ def test_cunet_runs_and_its_sizes_follow_the_unet(crop_file, tmp_path, capsys):
     h, w = CROP[3] - CROP[1], CROP[2] - CROP[0]          # 40 x 48
     side = lambda n: max(100, -(-(n + 56) // 4) * 4)     # noqa: E731  padded by 28, then a valid size
     sh, sw = side(h), side(w)                            # 100 x 104
+    assert Image.open(out / "layer-00-input.png").size == (sw, sh)
     expect = {
-        "layer-00-input.png": (3, sh, sw),
         "layer-03-unet1.down1.png": (64, (sh - 4) // 2, (sw - 4) // 2),      # 2 convs, then 2x2 s2
         "layer-06-unet1.conv2.se.squeeze.png": (8, 1, 1),                   # the SE's 64/8 squeeze
         "layer-10-unet1.out.png": (3, sh - 16, sw - 16),                    # unet1 loses 8 a side
@@ -136,3 +138,31 @@ def test_a_large_image_is_refused_in_one_line(tmp_path, capsys):
                  "--model", str(model_path("upconv_7"))]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "crop it first" in err
+
+
+@pytest.mark.parametrize("case, says", [
+    ("missing image", "no such file"),
+    ("not an image", "not an image format"),
+    ("unknown model", "w2x models list"),
+    ("output is a file", "is a file; give a folder"),
+    ("patch outside", "give ROW 0..48 and COL 0..56"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(case, says, crop_file, tmp_path, capsys):
+    """Each mistake is caught before the network runs: one line that says what to give."""
+    model, out, extra = str(model_path("vgg_7")), tmp_path / "pictures", []
+    image = crop_file
+    if case == "missing image":
+        image = tmp_path / "nope.png"
+    elif case == "not an image":
+        image = tmp_path / "notes.png"
+        image.write_text("not pixels")
+    elif case == "unknown model":
+        model = "vgg_7/nostyle/noise1"
+    elif case == "output is a file":
+        out.write_text("")
+    else:                                                # 40 rows x 48 columns padded by 7: 54 x 62
+        extra = ["--patch-at", "49", "0"]
+    assert main(["visualize", "-i", str(image), "-o", str(out), "--model", model, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("w2x visualize: error: ") and says in err, err
+    assert not out.is_dir() or not any(out.iterdir())

@@ -1,10 +1,12 @@
 """``w2x visualize``: every layer's output for one image as PNG grids (CLI stage; the arrays
 come from ``w2x.visualize``), as the original's ``tools/visualize_layer_output.lua``.
 
-Writes into ``-o DIR``: ``layer-00-input.png``, ``layer-NN-<name>.png`` for each layer in
-the order the graph runs them, ``filters.png`` (the first layer's weights) and
-``im2col.png`` (the im2col matrix of a 6x6 patch of the input, each value a block of
-pixels).  An error is one line on stderr (``w2x visualize: error: ...``) and exit code 2.
+Writes into ``-o DIR``: ``layer-00-input.png`` (the network input itself, in colour for an
+RGB model, as the original's ``layer-0.png``), ``layer-NN-<name>.png`` for each layer in the
+order the graph runs them, ``filters.png`` (the first layer's weights) and ``im2col.png``
+(the im2col matrix of a 6x6 patch of the input, each value a block of pixels).  Every
+option is checked before the network runs; an error is one line on stderr
+(``w2x visualize: error: ...``) and exit code 2.
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from w2x import visualize
 from w2x.api import load_model
 from w2x.atomic import replacing
 from w2x.io import read_image
-from w2x.nn.backend import BACKENDS
+from w2x.nn.backend import BACKENDS, get_backend
+from w2x.nn.errors import BackendUnavailableError
+from w2x.store import ModelNotFoundError
 
 PROG = "w2x visualize"
 DEFAULT_MODEL = "upconv_7/photo/scale2.0x"    # bundled, so the command works on a fresh clone
@@ -47,17 +51,54 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     try:
-        model = load_model(args.model)
+        model = _model(args.model)
         image = read_image(args.input).rgb                             # (3, H, W) in [0, 1]
-        outputs = visualize.layer_outputs(model, image, args.backend)
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        written = write_pictures(out, model, outputs, args.patch_at)
-    except (OSError, ValueError) as e:
+        x = visualize.network_input(model, image)                      # refuses a large image
+        patch_at = patch_corner(x.shape, args.patch_at)
+        be = get_backend(args.backend)
+        out = output_folder(args.output)
+        outputs = visualize.layer_outputs(model, image, be)
+        written = write_pictures(out, model, outputs, patch_at)
+    except (OSError, ValueError, BackendUnavailableError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{PROG}: {len(written)} pictures in {out}", file=sys.stderr)
     return 0
+
+
+def _model(name: str):
+    """``load_model``, with a not-found message that names what this command accepts."""
+    try:
+        return load_model(name)
+    except ModelNotFoundError:
+        raise ModelNotFoundError(
+            f"--model {name}: no such model in $W2X_MODEL_DIR, the download cache or the bundled "
+            "weights/; give a JSON model file, or a name that `w2x models list` shows, such as "
+            "vgg_7/photo/noise1") from None
+
+
+def patch_corner(input_shape: tuple, patch_at=None) -> tuple[int, int]:
+    """(row, col) of the im2col patch in the network input of shape (C, H, W): ``patch_at``,
+    or the centre when None; a ValueError that gives the valid ranges when it does not fit."""
+    h, w = input_shape[1:]
+    if patch_at is None:
+        return (h - IM2COL_PATCH) // 2, (w - IM2COL_PATCH) // 2
+    row, col = patch_at
+    if not (0 <= row <= h - IM2COL_PATCH and 0 <= col <= w - IM2COL_PATCH):
+        raise ValueError(f"--patch-at {row} {col}: the {IM2COL_PATCH}x{IM2COL_PATCH} patch must lie in "
+                         f"the network input, {h} rows x {w} columns (the image edge-padded); give "
+                         f"ROW 0..{h - IM2COL_PATCH} and COL 0..{w - IM2COL_PATCH}")
+    return row, col
+
+
+def output_folder(path: str) -> Path:
+    """``-o``: the folder, created if missing; a ValueError when a file is in the way."""
+    out = Path(path)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"-o {path}: {p} is a file; give a folder for the pictures")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def picture_names(outputs: dict) -> list[str]:
@@ -69,11 +110,13 @@ def write_pictures(out: Path, model, outputs: dict, patch_at=None) -> list[Path]
     """Write every picture into ``out``; returns their paths.  ``patch_at``: (row, col) of the
     im2col patch in the network input, None for the centre."""
     x = outputs[visualize.INPUT_NAME]
-    if patch_at is None:
-        patch_at = ((x.shape[1] - IM2COL_PATCH) // 2, (x.shape[2] - IM2COL_PATCH) // 2)
+    patch_at = patch_corner(x.shape, patch_at)
     paths = []
-    for file, maps in zip(picture_names(outputs), outputs.values()):
-        paths.append(save_png(out / file, visualize.grid(maps)))
+    for file, (name, maps) in zip(picture_names(outputs), outputs.items()):
+        if name == visualize.INPUT_NAME:      # the image itself: RGB (3, H, W) or luma (1, H, W)
+            paths.append(save_png(out / file, maps if maps.shape[0] == 3 else maps[0]))
+        else:
+            paths.append(save_png(out / file, visualize.grid(maps)))
     paths.append(save_png(out / "filters.png", visualize.grid(visualize.filter_maps(model), symmetric=True)))
     cols = visualize.im2col_matrix(x, *patch_at, size=IM2COL_PATCH)
     lo, hi = cols.min(), cols.max()
