@@ -3,9 +3,7 @@
 
 The update is written as ``torch.optim.Adam`` computes it (ε added to sqrt(v)/sqrt(1-β2^t)),
 so that tools/train_twin.py can compare step for step; torch7's optim.adam differs only in
-where ε enters: it adds ε to sqrt(v) before the bias correction, which shortens the first
-steps of weights with tiny gradients (the median weight's first step by 17% for
-vgg_7/photo/noise1 on docs/sample.jpg patches) and fades as β2^t goes to 0.
+where ε enters, before the bias correction: shorter first steps for tiny gradients (guide §11).
 """
 from __future__ import annotations
 
