@@ -2,8 +2,8 @@
 ``w2x benchmark DIR``, ``w2x serve`` and ``w2x train`` (CLI stage).
 
 One argparse parser: the conversion's options at the top, the ``models`` (``models.py``),
-``benchmark`` (``psnr.py``), ``serve`` (``w2x/web/cli.py``) and ``train`` (``train.py``)
-subcommands below; with no
+``benchmark`` (``psnr.py``), ``serve`` (``w2x/web/cli.py``), ``train`` (``train.py``) and
+``visualize`` (``visualize.py``) subcommands below; with no
 subcommand it converts (on a Dask cluster with ``--cluster``/``--chunk``). Inputs
 and outputs are planned by ``batch.py``, sizes by ``anyscale.py``, progress by
 ``progress.py``; the spellings of the original and of waifu2x-ncnn-vulkan by
@@ -27,6 +27,7 @@ from w2x import anyscale, pipeline, reconstruct
 from w2x.cli import batch, machine, models, psnr, spellings
 from w2x.cli import files
 from w2x.cli import train as train_cli
+from w2x.cli import visualize as visualize_cli
 from w2x.distributed import cli as dcli          # imports no Dask
 from w2x.web import cli as web_cli               # imports no Starlette
 from w2x.cli.progress import PROGRESS_KINDS, make_reporter
@@ -36,7 +37,7 @@ from w2x.pipeline import MODES, Options
 from w2x.store import STYLES, ModelNotFoundError
 from w2x.version import __version__
 
-SUBCOMMANDS = ("models", "benchmark", "serve", "train")
+SUBCOMMANDS = ("models", "benchmark", "serve", "train", "visualize")
 COMMANDS_METAVAR = "{" + ",".join(SUBCOMMANDS) + "}"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130   # 130 = 128 + SIGINT
 NO_DENOISE = -1               # waifu2x-ncnn-vulkan's -n -1: no denoising, i.e. -m scale
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(commands)
     psnr.add_parser(commands)
     train_cli.add_parser(commands)
+    visualize_cli.add_parser(commands)
     serve = commands.add_parser("serve", prog="w2x serve", help="the waifu2x web page and API (w2x[web])",
                                 description="Serve the waifu2x web page and its API (pip install 'w2x[web]').")
     web_cli.add_arguments(serve)

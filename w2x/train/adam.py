@@ -3,7 +3,7 @@
 
 The update is written as ``torch.optim.Adam`` computes it (ε added to sqrt(v)/sqrt(1-β2^t)),
 so that tools/train_twin.py can compare step for step; torch7's optim.adam differs only in
-where ε enters (a relative change below 1e-8 for waifu2x's gradients).
+where ε enters, before the bias correction: shorter first steps for tiny gradients (guide §11).
 """
 from __future__ import annotations
 
