@@ -3,7 +3,7 @@ w2x on a backend against PyTorch CPU, in this process with the same thread count
 
     PYTHONPATH=. python3 tools/train_speed.py [--backend numba] [--repeats 5] [--threads 2]
 
-Prints seconds per step (median) and the ratio w2x / torch (the issue's target: <= 1.0).
+Prints milliseconds per step (medians) and the median ratio w2x / torch of interleaved\nsteps (the issue's target: <= 1.0); run it on a quiet machine, `uptime` beside the figures.
 """
 from __future__ import annotations
 
@@ -23,14 +23,18 @@ from w2x.train import data
 CROP, BATCH, CHANNELS = 48, 16, 3
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()                                  # warm-up (numba compiles, torch allocates)
-    times = []
+def _interleaved_times(fns, repeats: int) -> list[list[float]]:
+    """Seconds per call of each of ``fns``, the calls interleaved (a, b, a, b, ...) so that a
+    load from other processes on this shared machine slows both sides alike."""
+    for fn in fns:
+        fn()                              # warm-up (numba compiles, torch allocates)
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv=None) -> int:
@@ -54,8 +58,6 @@ def main(argv=None) -> int:
         y = rng.uniform(0, 1, (CHANNELS, BATCH, t, t)).astype(np.float32)
         params, adam = he_init(arch, CHANNELS, rng), Adam()
         cfg = TrainConfig(arch, "scale", ".", "unused.json")
-        with threadpool_limits(args.threads):
-            ours = _median_time(lambda: train_step(cfg, params, adam, x, y, be), args.repeats)
         tparams = twin.to_torch(arch, params)
         opt = torch.optim.Adam([v for wb in tparams.values() for v in wb], lr=0.00025)
         tx, ty = torch.tensor(x.transpose(1, 0, 2, 3)), torch.tensor(y.transpose(1, 0, 2, 3))
@@ -64,9 +66,15 @@ def main(argv=None) -> int:
             opt.zero_grad()
             twin.torch_loss(twin.torch_forward(arch, tparams, tx), ty).backward()
             opt.step()
-        theirs = _median_time(torch_step, args.repeats)
+
+        def our_step():
+            with threadpool_limits(args.threads):
+                train_step(cfg, params, adam, x, y, be)
+        t_ours, t_theirs = _interleaved_times([our_step, torch_step], args.repeats)
+        ours, theirs = statistics.median(t_ours), statistics.median(t_theirs)
+        ratio = statistics.median(a / b for a, b in zip(t_ours, t_theirs))
         print(f"{arch}: w2x {args.backend} {ours * 1000:.1f} ms/step, torch CPU {theirs * 1000:.1f} ms/step, "
-              f"ratio {ours / theirs:.2f} ({args.threads} threads, batch {BATCH}, crop {CROP})")
+              f"ratio {ratio:.2f} (median of {args.repeats} interleaved pairs; {args.threads} threads, batch {BATCH}, crop {CROP})")
     return 0
 
 

@@ -143,7 +143,7 @@ def validate(cfg: TrainConfig, params: dict, val_set, be) -> tuple[float, float]
 
 def train_step(cfg: TrainConfig, params: dict, adam: Adam, x, y, be) -> float:
     """Forward, loss, backward and one Adam step on a batch; returns the loss."""
-    out, tape, slot = grad.forward(cfg.arch, cfg.channels, params, x, be)
+    out, tape, slot = grad.forward(cfg.arch, cfg.channels, params, x, be, input_grad=False)
     loss, dout = clipped_weighted_huber(out, y)
     grads = grad.backward(tape, slot, dout)
     adam.step(flat(params), flat(grads), x.shape[1])
