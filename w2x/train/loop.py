@@ -26,12 +26,17 @@ from w2x.nn.models import load_model
 from w2x.train import data
 from w2x.train.adam import LEARNING_RATE, Adam
 from w2x.train.export import save_model
-from w2x.train.loss import clipped_mse, clipped_weighted_huber, psnr_of_mse
+from w2x.train.loss import clipped_mse, clipped_weighted_huber, instance_mse, psnr_of_mse
 from w2x.train.plot import draw_history
 
 VALIDATION_RATE = 0.05        # -validation_rate
 VALIDATION_PATCHES = 16       # min(16, patches) per validation image (train.lua:259-341)
 VALIDATION_BATCH = 64
+# hard-example resampling ("active learning", train.lua:607-631, get_oracle_data :433-451):
+# of the top oracle_rate / (1 - ORACLE_DROP_RATE) of an epoch's patches by loss, a random
+# oracle_rate of all patches is carried into the next epoch's set
+ORACLE_RATE = 0.1             # lib/settings.lua -oracle_rate
+ORACLE_DROP_RATE = 0.5        # lib/settings.lua -oracle_drop_rate
 LEAKY_GAIN = 1 + 0.1 ** 2     # MSRA gain for LeakyReLU(0.1): 2 / (1 + a²) (He et al. 2015)
 CHECKPOINT_VERSION = 1
 
@@ -59,6 +64,7 @@ class TrainConfig:
     inner_epoch: int = 4
     learning_rate: float = LEARNING_RATE
     backend: str = "numpy"
+    oracle_rate: float = ORACLE_RATE
 
     @property
     def crop(self) -> int:
@@ -141,21 +147,45 @@ def validate(cfg: TrainConfig, params: dict, val_set, be) -> tuple[float, float]
     return sum(losses) / n, sum(sq) / n
 
 
-def train_step(cfg: TrainConfig, params: dict, adam: Adam, x, y, be) -> float:
-    """Forward, loss, backward and one Adam step on a batch; returns the loss."""
+def train_step(cfg: TrainConfig, params: dict, adam: Adam, x, y, be) -> tuple[float, np.ndarray]:
+    """Forward, loss, backward and one Adam step on a batch; returns the loss and each
+    patch's clipped MSE before the step (minibatch_adam.lua's instance_loss)."""
     out, tape, slot = grad.forward(cfg.arch, cfg.channels, params, x, be, input_grad=False)
     loss, dout = clipped_weighted_huber(out, y)
     grads = grad.backward(tape, slot, dout)
     adam.step(flat(params), flat(grads), x.shape[1])
-    return loss
+    return loss, instance_mse(out, y)
+
+
+def hard_examples(instance_loss: np.ndarray, rate: float, rng) -> np.ndarray:
+    """Indices of the patches carried into the next epoch (get_oracle_data, train.lua:433-451):
+    ``rate`` of all, drawn at random from the top ``rate / (1 - ORACLE_DROP_RATE)`` by loss."""
+    n_all = instance_loss.size
+    k = min(n_all, int(n_all * rate / (1 - ORACLE_DROP_RATE)))
+    n = min(k, int(n_all * rate))
+    top = np.argsort(-instance_loss, kind="stable")[:k]
+    return top[rng.permutation(k)[:n]]
+
+
+def epoch_patches(cfg: TrainConfig, recipe: data.Recipe, train_images, epoch: int, carried):
+    """The epoch's patch set: the carried hard examples (x, y) first, then fresh patches
+    (drawn from the (seed, 1, epoch) generator) up to the usual count (train.lua:607-631)."""
+    x_all, y_all = data.patch_set(train_images, recipe, cfg.patches, np.random.default_rng([cfg.seed, 1, epoch]))
+    if carried is None:
+        return x_all, y_all
+    cx, cy = carried
+    n = x_all.shape[1] - cx.shape[1]
+    return (np.concatenate([cx, x_all[:, :n]], axis=1), np.concatenate([cy, y_all[:, :n]], axis=1))
 
 
 # --- checkpoint ------------------------------------------------------------------------
-def save_checkpoint(cfg: TrainConfig, params: dict, adam: Adam, state: dict) -> None:
-    """Weights, Adam moments and the position, in one .npz replaced atomically."""
+def save_checkpoint(cfg: TrainConfig, params: dict, adam: Adam, state: dict, extra: dict | None = None) -> None:
+    """Weights, Adam moments, the position and ``extra`` arrays (the epoch's carried hard
+    examples and the last pass's patch losses), in one .npz replaced atomically."""
     arrays = {f"param/{k}": v for k, v in flat(params).items()}
     arrays.update({f"m/{k}": v for k, v in adam.m.items()})
     arrays.update({f"v/{k}": v for k, v in adam.v.items()})
+    arrays.update({f"extra/{k}": v for k, v in (extra or {}).items()})
     meta = {"version": CHECKPOINT_VERSION, "config": asdict(cfg), "state": state,
             "adam": {"t": adam.t, "samples_seen": adam.samples_seen, "lr0": adam.lr0, "decay": adam.decay}}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
@@ -165,7 +195,7 @@ def save_checkpoint(cfg: TrainConfig, params: dict, adam: Adam, state: dict) -> 
         f.write(buf.getvalue())
 
 
-def load_checkpoint(cfg: TrainConfig) -> tuple[dict, Adam, dict]:
+def load_checkpoint(cfg: TrainConfig) -> tuple[dict, Adam, dict, dict]:
     path = cfg.checkpoint
     if not path.is_file():
         raise TrainError(f"--resume: no checkpoint {path}; run without --resume first")
@@ -175,7 +205,7 @@ def load_checkpoint(cfg: TrainConfig) -> tuple[dict, Adam, dict]:
     except (OSError, ValueError, KeyError) as e:
         raise TrainError(f"{path}: not a readable w2x checkpoint ({e})") from None
     old = meta["config"]
-    for key in ("arch", "method", "channels", "seed", "noise_level", "style"):
+    for key in ("arch", "method", "channels", "seed", "noise_level", "style", "oracle_rate"):
         if old[key] != getattr(cfg, key):
             raise TrainError(f"--resume: the checkpoint has {key}={old[key]!r}, the command {getattr(cfg, key)!r}")
     params = {s.name: (z[f"param/{s.name}.w"].copy(), z[f"param/{s.name}.b"].copy())
@@ -184,7 +214,12 @@ def load_checkpoint(cfg: TrainConfig) -> tuple[dict, Adam, dict]:
     adam = Adam(a["lr0"], a["decay"], a["t"], a["samples_seen"],
                 {k[2:]: z[k].copy() for k in z.files if k.startswith("m/")},
                 {k[2:]: z[k].copy() for k in z.files if k.startswith("v/")})
-    return params, adam, meta["state"]
+    extra = {k[6:]: z[k].copy() for k in z.files if k.startswith("extra/")}
+    return params, adam, meta["state"], extra
+
+
+def _carried(extra: dict):
+    return (extra["carried_x"], extra["carried_y"]) if "carried_x" in extra else None
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -196,14 +231,17 @@ def train(cfg: TrainConfig, resume: bool = False, report: Callable[[str, dict], 
     """
     if cfg.arch not in ARCHS:
         raise TrainError(f"--arch {cfg.arch}: expected one of {', '.join(ARCHS)}")
+    if not 0 <= cfg.oracle_rate <= 1 - ORACLE_DROP_RATE:
+        raise TrainError(f"--oracle-rate {cfg.oracle_rate}: expected 0 (off) to {1 - ORACLE_DROP_RATE}")
     recipe = cfg.recipe()
     recipe.check()
     be = grad.training_backend(cfg.backend)
     train_images, val_images = split_images(cfg, recipe)
     val_set = data.patch_set(val_images, recipe, min(VALIDATION_PATCHES, cfg.patches),
                              np.random.default_rng([cfg.seed, 0xA11]), augment=False)
+    extra: dict = {}     # "carried_x"/"carried_y": this epoch's hard examples; "instance_loss"
     if resume:
-        params, adam, state = load_checkpoint(cfg)
+        params, adam, state, extra = load_checkpoint(cfg)
     else:
         params, adam = initial_params(cfg), Adam(cfg.learning_rate)
         cfg.log.unlink(missing_ok=True)
@@ -219,16 +257,26 @@ def train(cfg: TrainConfig, resume: bool = False, report: Callable[[str, dict], 
         report("pass", start)
     total = cfg.epochs * cfg.inner_epoch
     done_here = 0
+    x_all = y_all = None
     while state["pass"] < total:
         if stop_after_passes is not None and done_here >= stop_after_passes:
             break
         epoch, inner = divmod(state["pass"], cfg.inner_epoch)
-        x_all, y_all = data.patch_set(train_images, recipe, cfg.patches, np.random.default_rng([cfg.seed, 1, epoch]))
+        if inner == 0 and "instance_loss" in extra and cfg.oracle_rate > 0:   # a new epoch
+            if x_all is None:   # resumed at an epoch's end: rebuild the set its losses belong to
+                x_all, y_all = epoch_patches(cfg, recipe, train_images, epoch - 1, _carried(extra))
+            keep = hard_examples(extra["instance_loss"], cfg.oracle_rate, np.random.default_rng([cfg.seed, 3, epoch]))
+            extra = {"carried_x": x_all[:, keep], "carried_y": y_all[:, keep]}
+        elif inner == 0:
+            extra = {}
+        x_all, y_all = epoch_patches(cfg, recipe, train_images, epoch, _carried(extra))
+        instance_loss = np.zeros(x_all.shape[1], np.float64)
         order = np.random.default_rng([cfg.seed, 2, epoch, inner]).permutation(x_all.shape[1])
         t0, losses = time.perf_counter(), []
         for b0 in range(0, len(order), cfg.batch_size):
             idx = order[b0:b0 + cfg.batch_size]
-            losses.append(train_step(cfg, params, adam, x_all[:, idx], y_all[:, idx], be))
+            loss, instance_loss[idx] = train_step(cfg, params, adam, x_all[:, idx], y_all[:, idx], be)
+            losses.append(loss)
             report("batch", {"loss": losses[-1], "lr": adam.lr, "samples": len(idx),
                              "batches": math.ceil(len(order) / cfg.batch_size)})
         val_loss, val_mse = validate(cfg, params, val_set, be)
@@ -243,7 +291,8 @@ def train(cfg: TrainConfig, resume: bool = False, report: Callable[[str, dict], 
                  "val_loss": val_loss, "val_psnr": psnr_of_mse(val_mse), "saved": improved,
                  "seconds": round(seconds, 3)}
         state["history"].append(entry)
-        save_checkpoint(cfg, params, adam, state)
+        extra["instance_loss"] = instance_loss
+        save_checkpoint(cfg, params, adam, state, extra)
         with open(cfg.log, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
         draw_history(cfg.plot, [h["loss"] for h in state["history"]], [h["val_psnr"] for h in state["history"]])
