@@ -14,7 +14,8 @@ from w2x.nn.models import load_model
 from w2x.train import adam as adam_mod
 from w2x.train import data
 from w2x.train.export import save_model
-from w2x.train.loop import TrainConfig, TrainError, epoch_patches, hard_examples, he_init, train
+from w2x.train.loop import (TrainConfig, TrainError, epoch_patches, hard_examples, he_init, identity_init,
+                            train)
 from w2x.train.loss import HUBER_DELTA, clipped_weighted_huber
 from test_grad import _check
 
@@ -187,3 +188,16 @@ def test_hard_examples_lead_the_next_epoch_and_resume_keeps_them(images, tmp_pat
     for k in za.files:
         if k != "meta":
             np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
+def test_identity_init_starts_at_the_identity_map():
+    """vgg_7 from identity_init returns its input cropped by the offset (7 px), for RGB and Y."""
+    for ch in (3, 1):
+        params = identity_init("vgg_7", ch, np.random.default_rng(1))
+        x = np.random.default_rng(2).uniform(0, 1, (ch, 2, 20, 20))
+        y = grad.forward("vgg_7", ch, params, x, NP)[0]
+        np.testing.assert_allclose(y, x[:, :, 7:-7, 7:-7], rtol=0, atol=1e-6)   # float32 weights
+        hidden = params["conv2"][0].reshape(32, 32, 3, 3)
+        assert np.abs(hidden[ch:]).max() > 0.1                   # the other channels are random
+    with pytest.raises(TrainError, match="vgg_7"):
+        identity_init("upconv_7", 3, np.random.default_rng(1))

@@ -35,6 +35,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of training images")
     p.add_argument("--val", help="folder of validation images (default: 5%% of --data held out)")
     p.add_argument("--init", help="start from this model (fine-tuning; required for noise_scale)")
+    p.add_argument("--identity-init", action="store_true",
+                   help="vgg_7: start at the identity map (three channels carry the input through, the "
+                        "rest random) instead of the original's random start; helps short noise runs")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--inner-epoch", type=int, default=4)
     p.add_argument("--patches", type=int, default=64, help="patches per image per epoch")
@@ -58,7 +61,8 @@ def run(args) -> int:
                       noise_level=args.noise_level, style=args.style, val=args.val, init=args.init,
                       epochs=args.epochs, seed=args.seed, crop_size=args.crop_size, batch_size=args.batch_size,
                       patches=args.patches, inner_epoch=args.inner_epoch, learning_rate=args.learning_rate,
-                      backend=args.backend, oracle_rate=args.oracle_rate)
+                      backend=args.backend, oracle_rate=args.oracle_rate,
+                      identity_init=args.identity_init)
     bar = tqdm(unit="batch", file=sys.stderr, disable=args.quiet, desc="pass 1")
     seen = {"t0": time.perf_counter(), "n": 0, "psnr": float("nan")}
 

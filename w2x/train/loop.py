@@ -65,6 +65,7 @@ class TrainConfig:
     learning_rate: float = LEARNING_RATE
     backend: str = "numpy"
     oracle_rate: float = ORACLE_RATE
+    identity_init: bool = False       # vgg_7 only: start at the identity map (identity_init)
 
     @property
     def crop(self) -> int:
@@ -103,11 +104,38 @@ def he_init(arch: str, channels: int, rng) -> dict:
     return params
 
 
+def identity_init(arch: str, channels: int, rng) -> dict:
+    """MSRA weights (``he_init``) around an identity path: in every layer, output channel
+    c < ``channels`` is input channel c's centre tap alone, and the last layer is that path
+    only, so the net starts as the identity map (cropped by its offset) on inputs >= 0
+    (LeakyReLU passes them) while its other channels start random and reach the output
+    as soon as the first Adam steps move the last layer off zero (as a zero-initialised
+    residual branch does).  Not in the original, which starts noise models from
+    MSRA weights; only for nets of 3x3 stride-1 convs with as many outputs as inputs (vgg_7).
+    """
+    specs = ARCHS[arch].spec(channels)
+    if any(s.kind != "conv" or s.k != 3 or s.stride != 1 for s in specs) or ARCHS[arch].scale_factor != 1:
+        raise TrainError(f"--identity-init: {arch} is not a stack of 3x3 convs at 1x; use it with vgg_7")
+    params = he_init(arch, channels, rng)
+    for i, s in enumerate(specs):
+        w, _ = params[s.name]
+        w4 = w.reshape(s.out_channels, s.in_channels, 3, 3)   # view of the GEMM-form weight
+        w4[:channels] = 0.0
+        if i == len(specs) - 1:
+            w4[:] = 0.0
+        for c in range(channels):
+            w4[c, c, 1, 1] = 1.0
+    return params
+
+
 def initial_params(cfg: TrainConfig) -> dict:
     if cfg.init is None:
         if cfg.method == "noise_scale":
             raise TrainError("--method noise_scale starts from the scale model: give --init SCALE_MODEL.json")
-        return he_init(cfg.arch, cfg.channels, np.random.default_rng([cfg.seed, 0xC0FFEE]))
+        rng = np.random.default_rng([cfg.seed, 0xC0FFEE])
+        return identity_init(cfg.arch, cfg.channels, rng) if cfg.identity_init else he_init(cfg.arch, cfg.channels, rng)
+    if cfg.identity_init:
+        raise TrainError("--identity-init and --init both choose the starting weights; give one")
     m = load_model(cfg.init)
     if m.config.arch_name != cfg.arch or m.config.channels != cfg.channels:
         raise TrainError(f"--init {cfg.init} is {m.config.arch_name} with {m.config.channels} channel(s); "
