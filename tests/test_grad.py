@@ -170,16 +170,18 @@ def test_end_to_end_gradients(arch, ch, size):
 NUMBA_REL_TOL = 1e-4   # float32 on both rows, GEMMs blocked differently: ~1e-6 relative, margin for sums
 
 
-@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])
-def test_numba_row_gives_the_numpy_gradients(arch):
-    """The backward graph on the numba backend (its col2im, matmul) equals the numpy reference."""
+@pytest.mark.parametrize("arch,size", [("vgg_7", 18), ("upconv_7", 18),
+                                       pytest.param("cunet", 100, marks=pytest.mark.slow)])
+def test_numba_row_gives_the_numpy_gradients(arch, size):
+    """The backward graph on the numba backend (the fast 3x3 convs of kernels/cpu_numba_grad.py,
+    its col2im, matmul) equals the numpy reference."""
     try:
         nb = grad.training_backend("numba")
     except Exception as e:   # numba not installed: the row is optional (w2x[cpu])
         pytest.skip(f"numba backend unavailable: {e}")
     rng = np.random.default_rng(5)
     params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in _random_params(arch, 3, rng).items()}
-    x = rng.uniform(0.2, 0.8, (3, 2, 18, 18)).astype(np.float32)
+    x = rng.uniform(0.2, 0.8, (3, 2 if size < 100 else 1, size, size)).astype(np.float32)
     results = []
     for be in (NP, nb):
         y, tape, slot = grad.forward(arch, 3, params, x, be)
