@@ -150,3 +150,71 @@ def pad(dy: np.ndarray, p: int) -> np.ndarray:
     out[:, :, p:p + oh, p:p + ow] = dy
     return out
 
+
+
+# --- layers with few outputs (128->3, 64->3): kn2row forward and backward ----------------
+@njit(nogil=True, cache=True)
+def _shift_add_kernel(p, k, bias, slope, y):
+    """y[o, n, oy, ox] = act(bias[o] + Σ_ij p[(o*k + i)*k + j, n, oy + i, ox + j])."""
+    oc, n_n, oh, ow = y.shape
+    for o in range(oc):
+        for n in range(n_n):
+            for oy in range(oh):
+                row = y[o, n, oy]
+                row[:] = bias[o]
+                for i in range(k):
+                    for j in range(k):
+                        src = p[(o * k + i) * k + j, n, oy + i]
+                        for ox in range(ow):
+                            row[ox] += src[ox + j]
+                for ox in range(ow):
+                    v = row[ox]
+                    row[ox] = max(v, v * slope)
+
+
+def kn2row_forward(x: np.ndarray, wk: np.ndarray, bias: np.ndarray, k: int, slope: float | None, matmul) -> np.ndarray:
+    """Stride-1 valid conv + bias + LeakyReLU(slope) (None: none) as kn2row: one GEMM
+    ``wk (OC*k*k, C) @ x (C, N*H*W)`` (``matmul``, the backend's), then the k*k shifted planes
+    summed: (C, N, H, W) -> (OC, N, H-k+1, W-k+1).  ``wk`` is ``ops.kn2row_weight``."""
+    c, n, h, w = x.shape
+    oc = wk.shape[0] // (k * k)
+    p = matmul(wk, x.reshape(c, n * h * w)).reshape(oc * k * k, n, h, w)   # (OC*k*k, N, H, W)
+    y = np.empty((oc, n, h - k + 1, w - k + 1), np.float32)
+    _shift_add_kernel(p, k, bias, np.float32(1.0 if slope is None else slope), y)
+    return y
+
+
+@njit(nogil=True, cache=True)
+def _shifted_stack_kernel(dz, k, d):
+    """d[(o*k + i)*k + j, n, oy + i, ox + j] = dz[o, n, oy, ox], 0 elsewhere (d is zeroed)."""
+    oc, n_n, oh, ow = dz.shape
+    for o in range(oc):
+        for i in range(k):
+            for j in range(k):
+                r = (o * k + i) * k + j
+                for n in range(n_n):
+                    for oy in range(oh):
+                        dst = d[r, n, oy + i]
+                        src = dz[o, n, oy]
+                        for ox in range(ow):
+                            dst[ox + j] = src[ox]
+
+
+def kn2row_backward(dz: np.ndarray, x: np.ndarray, wk: np.ndarray, k: int, matmul, input_grad: bool = True):
+    """dW and dX of ``kn2row_forward`` from dZ at its pre-activation (OC, N, OH, OW).
+
+    With D, the k*k copies of dZ each shifted by its tap onto x's grid (OC*k*k, N*H*W):
+    dW in kn2row form = D xᵀ (OC*k*k, C), dX = wkᵀ D (C, N*H*W), two GEMMs over the short
+    OC*k*k side.  Returns (dx or None, dw (OC, C*k*k) in the conv's GEMM form)."""
+    c, n, h, w = x.shape
+    oc = dz.shape[0]
+    d = np.zeros((oc * k * k, n, h, w), np.float32)
+    _shifted_stack_kernel(np.ascontiguousarray(dz), k, d)
+    d2 = d.reshape(oc * k * k, n * h * w)                                   # (OC*k*k, N*H*W)
+    # (C, NHW) @ (NHW, OC*k*k) -> transposed: OpenBLAS runs the long-K product faster with
+    # the wide matrix on the left (grad.conv_backward)
+    dwk = np.matmul(x.reshape(c, n * h * w), d2.T).T                        # (OC*k*k, C)
+    # (OC, k, k, C) -> (OC, C, k, k) -> (OC, C*k*k)
+    dw = np.ascontiguousarray(dwk.reshape(oc, k, k, c).transpose(0, 3, 1, 2).reshape(oc, c * k * k))
+    dx = matmul(np.ascontiguousarray(wk.T), d2).reshape(c, n, h, w) if input_grad else None
+    return dx, dw

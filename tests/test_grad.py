@@ -209,7 +209,8 @@ def _assert_near(got, ref, what):
     assert err <= FAST_REL_TOL * np.abs(ref).max(), f"{what}: max error {err}"
 
 
-@pytest.mark.parametrize("c,oc,slope,size", [(3, 8, 0.1, 9), (16, 4, None, 12), (8, 8, 0.1, 30)])
+@pytest.mark.parametrize("c,oc,slope,size", [(3, 8, 0.1, 9), (16, 4, None, 12), (8, 8, 0.1, 30),
+                                             (12, 2, 0.1, 10)])   # C >= 4 OC: kn2row, else Winograd
 def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size):
     """conv3x3_fast_forward/_backward (Winograd, blocked dW, fused LeakyReLU + db) against
     conv_forward/conv_backward + leaky_relu_backward in float64."""

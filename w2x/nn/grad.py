@@ -110,9 +110,20 @@ def _grad_kernels():
     return kernel_files.module("cpu_numba_grad")
 
 
+# a conv with at least this many times more inputs than outputs (vgg_7's 128->3) runs as
+# kn2row (kernels/cpu_numba_grad.kn2row_*): its GEMMs have OC*9 rows instead of C*9
+KN2ROW_MIN_RATIO = 4
+
+
+def _kn2row(x, w) -> bool:
+    return x.shape[0] >= KN2ROW_MIN_RATIO * w.shape[0]
+
+
 def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend):
-    """conv + bias + LeakyReLU(slope) (None: no activation) by the backend's Winograd kernel:
-    y (OC, N, OH, OW); no columns are kept (the backward re-reads x)."""
+    """conv + bias + LeakyReLU(slope) (None: no activation) by the backend's Winograd kernel,
+    or kn2row for few outputs: y (OC, N, OH, OW); no columns are kept (the backward re-reads x)."""
+    if _kn2row(x, w):
+        return _grad_kernels().kn2row_forward(x, ops.kn2row_weight(w, x.shape[0], 3), b, 3, slope, be.matmul)
     return be.winograd_conv3x3(x, ops.winograd_weight(w, x.shape[0]), b, slope)
 
 
@@ -129,6 +140,9 @@ def conv3x3_fast_backward(dy, x, y, w, slope: float | None, be: Backend, input_g
         db = dz.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32)
     else:
         dz, db = kg.leaky_relu_backward_bias(dy, y, slope)
+    if _kn2row(x, w):
+        dx, dw = kg.kn2row_backward(dz, x, ops.kn2row_weight(w, c, 3), 3, be.matmul, input_grad)
+        return dx, dw, db
     dw = kg.weight_grad(x, dz, 3)
     if not input_grad:
         return None, dw, db
