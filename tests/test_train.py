@@ -121,6 +121,8 @@ def test_bad_inputs(images, tmp_path, capsys):
     (empty / "notes.txt").write_text("x")
     with pytest.raises(data.DataError, match="no usable image"):
         train(_cfg(empty, tmp_path / "m.json"))
+    with pytest.raises(data.DataError, match="--filters"):
+        train(_cfg(images, tmp_path / "m.json", filters=("box", "bicubical")))
     with pytest.raises(data.DataError, match="smaller than"):
         train(_cfg(images, tmp_path / "m.json", crop_size=200))
     save_model(tmp_path / "up.json", "upconv_7", 3, he_init("upconv_7", 3, np.random.default_rng(0)))
@@ -201,3 +203,14 @@ def test_identity_init_starts_at_the_identity_map():
         assert np.abs(hidden[ch:]).max() > 0.1                   # the other channels are random
     with pytest.raises(TrainError, match="vgg_7"):
         identity_init("upconv_7", 3, np.random.default_rng(1))
+
+
+def test_filters_choose_the_downscale(images):
+    """--filters: the scale pairs' low-resolution input comes from the given GM filters."""
+    img = data.load_images(images)[0][1]
+    xs = {}
+    for f in ("box", "catrom"):
+        r = data.Recipe("upconv_7", 3, "scale", crop_size=32, filters=(f,))
+        xs[f], y = data.image_pair(img, r, np.random.default_rng(0))
+    assert xs["box"].shape == xs["catrom"].shape == (3, y.shape[1] // 2, y.shape[2] // 2)
+    assert np.abs(xs["box"] - xs["catrom"]).max() > 0.01

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from w2x.nn.archs import ARCHS
 from w2x.nn.backend import BackendUnavailableError
 from w2x.nn.models import ModelFormatError
-from w2x.train.data import DataError
+from w2x.train.data import DOWNSAMPLING_FILTERS, DataError
 from w2x.train.loop import ORACLE_RATE, TrainConfig, TrainError, train
 
 PROG = "w2x train"
@@ -38,6 +38,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--identity-init", action="store_true",
                    help="vgg_7: start at the identity map (three channels carry the input through, the "
                         "rest random) instead of the original's random start; helps short noise runs")
+    p.add_argument("--filters", default=",".join(DOWNSAMPLING_FILTERS),
+                   help="GraphicsMagick filters the scale pairs' downscale is drawn from, comma-separated "
+                        "(default %(default)s, lib/settings.lua; the released photo models used box,sinc,catrom)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--inner-epoch", type=int, default=4)
     p.add_argument("--patches", type=int, default=64, help="patches per image per epoch")
@@ -62,7 +65,7 @@ def run(args) -> int:
                       epochs=args.epochs, seed=args.seed, crop_size=args.crop_size, batch_size=args.batch_size,
                       patches=args.patches, inner_epoch=args.inner_epoch, learning_rate=args.learning_rate,
                       backend=args.backend, oracle_rate=args.oracle_rate,
-                      identity_init=args.identity_init)
+                      identity_init=args.identity_init, filters=tuple(args.filters.lower().split(",")))
     bar = tqdm(unit="batch", file=sys.stderr, disable=args.quiet, desc="pass 1")
     seen = {"t0": time.perf_counter(), "n": 0, "psnr": float("nan")}
 

@@ -66,6 +66,7 @@ class TrainConfig:
     backend: str = "numpy"
     oracle_rate: float = ORACLE_RATE
     identity_init: bool = False       # vgg_7 only: start at the identity map (identity_init)
+    filters: tuple = data.DOWNSAMPLING_FILTERS
 
     @property
     def crop(self) -> int:
@@ -74,7 +75,8 @@ class TrainConfig:
         return 32 if self.arch == "vgg_7" and self.method == "noise" else 48
 
     def recipe(self) -> data.Recipe:
-        return data.Recipe(self.arch, self.channels, self.method, self.noise_level, self.style, self.crop)
+        return data.Recipe(self.arch, self.channels, self.method, self.noise_level, self.style, self.crop,
+                           tuple(self.filters))
 
     @property
     def checkpoint(self) -> Path:
