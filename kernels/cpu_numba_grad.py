@@ -1,4 +1,4 @@
-"""Training stage, CPU: Numba kernels of the fast backward pass of a stride-1 convolution,
+"""Training stage, CPU: Numba kernels of the fast backward pass of the stride-1 convolutions,
 which ``w2x/nn/grad.py`` runs on the "numba" row in float32.
 
 The reference (``grad.conv_backward``) builds the layer's whole im2col matrix in the
@@ -7,14 +7,15 @@ batch of 16 48-px patches that is 1152 x 16*40*40 floats (118 MB) per layer, sev
 built and page-faulted in per step, which took two thirds of a step (tools/train_speed.py,
 profiled).  Here nothing of that size exists:
 
-* ``weight_grad``: dW = dY colsᵀ summed over blocks of output rows; each worker thread
-  unfolds one block of rows into its own cache-sized buffer (``_im2col_rows``) and adds
-  ``cols_block dY_blockᵀ`` (a single-threaded BLAS GEMM) into its own partial sum;
+* 3x3 layers: the forward and dX run on the backend's Winograd kernel (kernels/cpu_numba.py;
+  dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the flipped,
+  transposed weights, ``flipped_weight``), and dW is Winograd run backwards
+  (``winograd_weight_grad``): per block of tile rows, each worker thread transforms x and
+  dY into cache-sized buffers and adds 16 single-threaded BLAS GEMMs into its own partial sum;
+* layers with few outputs (128->3): kn2row forward, and dW, dX from one stack of shifted
+  dY copies (``kn2row_forward``, ``kn2row_backward``);
 * ``leaky_relu_backward_bias``: the LeakyReLU backward fused with db = Σ dY, from the
-  layer's *output* (y > 0 exactly where its input was, for a slope > 0), one pass;
-* dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the flipped,
-  transposed weights (``flipped_weight``), which ``grad.py`` runs on the backend's
-  Winograd kernel (kernels/cpu_numba.py) like any forward layer.
+  layer's *output* (y > 0 exactly where its input was, for a slope > 0), one pass.
 
 Each is checked against the reference in tests/test_grad.py.
 """
@@ -28,30 +29,9 @@ import numpy as np
 from numba import njit
 from threadpoolctl import ThreadpoolController
 
-# Floats in one worker's im2col block: 1 MiB of columns (the 128-channel layer: 1152 rows x
-# ~230 columns) kept the block and its GEMM operands in L2/L3; 0.25-4 MiB measured within
-# 5% of each other on vgg_7 (tools/train_speed.py).
-WEIGHT_GRAD_BLOCK_FLOATS = 1 << 20
-
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _blas: ThreadpoolController | None = None
-
-
-@njit(nogil=True, cache=True)
-def _im2col_rows(x, n, oy0, oy1, k, cols):
-    """cols[(c*k + i)*k + j, (oy - oy0)*OW + ox] = x[c, n, oy + i, ox + j] for the output rows
-    oy0 <= oy < oy1 of image n of a stride-1 valid k x k conv (``ops.im2col``'s row order)."""
-    c_n, ow = x.shape[0], x.shape[3] - k + 1
-    for c in range(c_n):
-        for i in range(k):
-            for j in range(k):
-                row = (c * k + i) * k + j
-                for oy in range(oy0, oy1):
-                    base = (oy - oy0) * ow
-                    src = x[c, n, oy + i]
-                    for ox in range(ow):
-                        cols[row, base + ox] = src[ox + j]
 
 
 def _workers() -> int:
@@ -67,32 +47,23 @@ def _helpers() -> ThreadPoolExecutor:
     return _pool
 
 
-def weight_grad(x: np.ndarray, dy: np.ndarray, k: int) -> np.ndarray:
-    """dW of a stride-1 valid k x k conv: x (C, N, H, W), dy (OC, N, OH, OW) -> (OC, C*k*k),
-    ``dY colsᵀ`` as ``grad.conv_backward`` computes it, summed block by block."""
-    c, n, h, w = x.shape
-    oc, _, oh, ow = dy.shape
-    x = np.ascontiguousarray(x)
-    dy = np.ascontiguousarray(dy)
-    rows = max(1, min(oh, WEIGHT_GRAD_BLOCK_FLOATS // (c * k * k * ow)))
-    blocks = [(b, r0, min(oh, r0 + rows)) for b in range(n) for r0 in range(0, oh, rows)]
+def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
+    """Σ over ``blocks`` of ``work(block, out)`` (which writes its float32 term into ``out``
+    of ``shape``), on the calling thread and ``numba.get_num_threads() - 1`` pool threads,
+    each taking the next block until none is left and adding into its own partial sum, with
+    BLAS single-threaded (kernels/cpu_numba.py explains why)."""
     todo, lock = iter(blocks), threading.Lock()
     n_workers = min(len(blocks), _workers())
-    sums = [np.zeros((c * k * k, oc), np.float32) for _ in range(n_workers)]   # dWᵀ partials
+    sums = [np.zeros(shape, np.float32) for _ in range(n_workers)]
 
     def worker(t: int) -> None:
-        cols = np.empty((c * k * k, rows * ow), np.float32)
-        part = np.empty((c * k * k, oc), np.float32)
+        part = np.empty(shape, np.float32)
         while True:
             with lock:
                 blk = next(todo, None)
             if blk is None:
                 return
-            b, r0, r1 = blk
-            p = (r1 - r0) * ow
-            _im2col_rows(x, b, r0, r1, k, cols)
-            # (C*k*k, p) @ (p, OC): dy[:, b, r0:r1] is (OC, rows, OW) with unit inner strides
-            np.matmul(cols[:, :p], dy[:, b, r0:r1].reshape(oc, p).T, out=part)
+            work(blk, part)
             sums[t] += part
 
     pool = _helpers()
@@ -105,9 +76,110 @@ def weight_grad(x: np.ndarray, dy: np.ndarray, k: int) -> np.ndarray:
         for f in futures:
             f.result()
     total = sums[0]
-    for s in sums[1:]:
-        total += s
-    return np.ascontiguousarray(total.T)
+    for part in sums[1:]:
+        total += part
+    return total
+
+
+# --- dW of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), run backwards ---------------------
+# The forward (ops.winograd_conv3x3) computes each 2x2 output tile as y = Aᵀ[(G g Gᵀ) ⊙
+# (Bᵀ d B)]A from the 4x4 input tile d.  It is linear in g, so
+#     dL/dg = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G,
+# 16 GEMMs (OC, tiles) @ (tiles, C) over the same input transform as the forward: 16 products
+# per tile and channel pair instead of im2col's 36 (2.25x fewer flops).
+WINOGRAD_GRAD_BLOCK_BYTES = 4 << 20     # per-thread V and dY transforms of one block
+
+
+@njit(nogil=True, cache=True)
+def _winograd_input_rows(x, r0, r1, ty_n, tx_n, v):
+    """v[a*4 + b, c, (r - r0)*TX + t] = (Bᵀ d B)[a, b] for the 4x4 tile d of x at rows
+    2ty.., columns 2t.. of image n (r = n*TY + ty); pixels past x read 0.
+    Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
+    c_n, _, h, w = x.shape
+    d = np.zeros((4, 4), np.float32)
+    e = np.empty((4, 4), np.float32)
+    for c in range(c_n):
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 2 * (r % ty_n)
+            for t in range(tx_n):
+                x0 = 2 * t
+                for i in range(4):
+                    for j in range(4):
+                        yy, xx = y0 + i, x0 + j
+                        d[i, j] = x[c, n, yy, xx] if yy < h and xx < w else 0.0
+                for j in range(4):          # e = Bᵀ d
+                    e[0, j] = d[0, j] - d[2, j]
+                    e[1, j] = d[1, j] + d[2, j]
+                    e[2, j] = d[2, j] - d[1, j]
+                    e[3, j] = d[1, j] - d[3, j]
+                q = (r - r0) * tx_n + t
+                for a in range(4):          # (Bᵀ d) B
+                    v[4 * a, c, q] = e[a, 0] - e[a, 2]
+                    v[4 * a + 1, c, q] = e[a, 1] + e[a, 2]
+                    v[4 * a + 2, c, q] = e[a, 2] - e[a, 1]
+                    v[4 * a + 3, c, q] = e[a, 1] - e[a, 3]
+
+
+@njit(nogil=True, cache=True)
+def _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g):
+    """g[a*4 + b, o, (r - r0)*TX + t] = (A dY Aᵀ)[a, b] for the 2x2 tile of dY at rows 2ty..,
+    columns 2t.. of image n (values past OH/OW read 0).  A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
+    oc, _, oh, ow = dy.shape
+    u = np.empty(4, np.float32)     # column 0 of A dY
+    v = np.empty(4, np.float32)     # column 1 of A dY
+    for o in range(oc):
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 2 * (r % ty_n)
+            for t in range(tx_n):
+                x0 = 2 * t
+                p = dy[o, n, y0, x0]
+                q = dy[o, n, y0, x0 + 1] if x0 + 1 < ow else 0.0
+                rr = dy[o, n, y0 + 1, x0] if y0 + 1 < oh else 0.0
+                s = dy[o, n, y0 + 1, x0 + 1] if y0 + 1 < oh and x0 + 1 < ow else 0.0
+                # A dY: rows [p, q], [p + r, q + s], [p - r, q - s], [-r, -s]
+                u[0], u[1], u[2], u[3] = p, p + rr, p - rr, -rr
+                v[0], v[1], v[2], v[3] = q, q + s, q - s, -s
+                k = (r - r0) * tx_n + t
+                for a in range(4):          # (A dY) Aᵀ: each row [u, v] -> [u, u + v, u - v, -v]
+                    g[4 * a, o, k] = u[a]
+                    g[4 * a + 1, o, k] = u[a] + v[a]
+                    g[4 * a + 2, o, k] = u[a] - v[a]
+                    g[4 * a + 3, o, k] = -v[a]
+
+
+# G of F(2x2, 3x3) (ops.WINOGRAD_G): the filter transform U = G g Gᵀ
+_WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+
+
+def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dW of a 3x3 stride-1 valid conv, x (C, N, H, W), dy (OC, N, H-2, W-2) -> (OC, C*9),
+    by the transposed Winograd F(2x2, 3x3) (above); equal to dY colsᵀ (``grad.conv_backward``)
+    up to float32 rounding."""
+    c, n, h, w = x.shape
+    oc, _, oh, ow = dy.shape
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(dy)
+    ty_n, tx_n = (oh + 1) // 2, (ow + 1) // 2
+    rows = n * ty_n
+    per_block = max(1, min(rows, WINOGRAD_GRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4)))
+    local = threading.local()
+
+    def work(r0, out):
+        r1 = min(rows, r0 + per_block)
+        p = (r1 - r0) * tx_n
+        if getattr(local, "v", None) is None:
+            local.v = np.empty(16 * c * per_block * tx_n, np.float32)
+            local.g = np.empty(16 * oc * per_block * tx_n, np.float32)
+        v = local.v[:16 * c * p].reshape(16, c, p)          # (16, C, tiles)
+        g = local.g[:16 * oc * p].reshape(16, oc, p)        # (16, OC, tiles)
+        _winograd_input_rows(x, r0, r1, ty_n, tx_n, v)
+        _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
+        np.matmul(g, v.transpose(0, 2, 1), out=out)         # 16 x (OC, tiles) @ (tiles, C)
+
+    m = _blocks_summed(list(range(0, rows, per_block)), (16, oc, c), work)   # dL/dU
+    # dL/dg = Gᵀ (dL/dU) G per (o, c), in float64: (4, 4, OC, C) -> (OC, C, 3, 3)
+    dw = np.einsum("ai,aboc,bj->ocij", _WINOGRAD_G, m.reshape(4, 4, oc, c).astype(np.float64), _WINOGRAD_G)
+    return np.ascontiguousarray(dw.reshape(oc, c * 9), dtype=np.float32)
 
 
 @njit(nogil=True, cache=True)

@@ -233,23 +233,24 @@ def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size):
     assert grad.conv3x3_fast_backward(dy, x, y, w, slope, nb, input_grad=False)[0] is None
 
 
-def test_weight_grad_blocks_cover_every_row():
-    """kernels/cpu_numba_grad.weight_grad with blocks of one row and of several images
-    against dY colsᵀ of ops.im2col."""
+def test_winograd_weight_grad_blocks_cover_every_tile():
+    """kernels/cpu_numba_grad.winograd_weight_grad (odd and even sizes, blocks of one tile
+    row and of several images) against dY colsᵀ of ops.im2col in float64."""
     _numba_or_skip()
     from w2x.nn import kernel_files, ops
     kg = kernel_files.module("cpu_numba_grad")
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((5, 3, 11, 13)).astype(np.float32)
-    dy = rng.standard_normal((6, 3, 9, 11)).astype(np.float32)
-    ref = dy.reshape(6, -1).astype(np.float64) @ ops.im2col(x, 3, 3, 1).astype(np.float64).T
-    old = kg.WEIGHT_GRAD_BLOCK_FLOATS
+    old = kg.WINOGRAD_GRAD_BLOCK_BYTES
     try:
-        for floats in (1, 5 * 9 * 11 * 4, 1 << 20):
-            kg.WEIGHT_GRAD_BLOCK_FLOATS = floats
-            _assert_near(kg.weight_grad(x, dy, 3), ref, f"dW, blocks of {floats} floats")
+        for h, w in ((11, 13), (12, 10)):
+            x = rng.standard_normal((5, 3, h, w)).astype(np.float32)
+            dy = rng.standard_normal((6, 3, h - 2, w - 2)).astype(np.float32)
+            ref = dy.reshape(6, -1).astype(np.float64) @ ops.im2col(x.astype(np.float64), 3, 3, 1).T
+            for size in (1, 16 * 11 * 6 * 4 * 3, 1 << 22):
+                kg.WINOGRAD_GRAD_BLOCK_BYTES = size
+                _assert_near(kg.winograd_weight_grad(x, dy), ref, f"dW {h}x{w}, blocks of {size} bytes")
     finally:
-        kg.WEIGHT_GRAD_BLOCK_FLOATS = old
+        kg.WINOGRAD_GRAD_BLOCK_BYTES = old
 
 
 @pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])

@@ -129,7 +129,7 @@ def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend):
 
 def conv3x3_fast_backward(dy, x, y, w, slope: float | None, be: Backend, input_grad: bool = True):
     """Gradients of ``conv3x3_fast_forward`` (and its activation) from dY at its output y:
-    dZ = LeakyReLU'(y) dY with db = Σ dZ in one pass, dW = dZ colsᵀ block by block
+    dZ = LeakyReLU'(y) dY with db = Σ dZ in one pass, dW by Winograd run backwards
     (kernels/cpu_numba_grad.py), dX = the Winograd conv of dZ padded by 2 with the flipped,
     transposed weights.  Returns (dx or None when not ``input_grad``, dw, db); equal to
     ``conv_backward`` after ``leaky_relu_backward`` up to float32 rounding."""
@@ -143,7 +143,7 @@ def conv3x3_fast_backward(dy, x, y, w, slope: float | None, be: Backend, input_g
     if _kn2row(x, w):
         dx, dw = kg.kn2row_backward(dz, x, ops.kn2row_weight(w, c, 3), 3, be.matmul, input_grad)
         return dx, dw, db
-    dw = kg.weight_grad(x, dz, 3)
+    dw = kg.winograd_weight_grad(x, dz)
     if not input_grad:
         return None, dw, db
     u = ops.winograd_weight(kg.flipped_weight(w, c, 3), w.shape[0])      # (16, C, OC)
