@@ -253,6 +253,14 @@ def test_winograd_weight_grad_blocks_cover_every_tile():
         kg.WINOGRAD_GRAD_BLOCK_BYTES = old
 
 
+def test_winograd_weight_is_the_reference_transform():
+    _numba_or_skip()
+    from w2x.nn import kernel_files, ops
+    kg = kernel_files.module("cpu_numba_grad")
+    w = np.random.default_rng(3).standard_normal((6, 5 * 9)).astype(np.float32)
+    np.testing.assert_allclose(kg.winograd_weight(w, 5), ops.winograd_weight(w, 5), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])
 def test_skipping_the_input_gradient_keeps_the_parameter_gradients(arch):
     nb = _numba_or_skip()

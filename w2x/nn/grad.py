@@ -124,7 +124,7 @@ def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend):
     or kn2row for few outputs: y (OC, N, OH, OW); no columns are kept (the backward re-reads x)."""
     if _kn2row(x, w):
         return _grad_kernels().kn2row_forward(x, ops.kn2row_weight(w, x.shape[0], 3), b, 3, slope, be.matmul)
-    return be.winograd_conv3x3(x, ops.winograd_weight(w, x.shape[0]), b, slope)
+    return be.winograd_conv3x3(x, _grad_kernels().winograd_weight(w, x.shape[0]), b, slope)
 
 
 def conv3x3_fast_backward(dy, x, y, w, slope: float | None, be: Backend, input_grad: bool = True):
@@ -146,7 +146,7 @@ def conv3x3_fast_backward(dy, x, y, w, slope: float | None, be: Backend, input_g
     dw = kg.winograd_weight_grad(x, dz)
     if not input_grad:
         return None, dw, db
-    u = ops.winograd_weight(kg.flipped_weight(w, c, 3), w.shape[0])      # (16, C, OC)
+    u = kg.winograd_weight(kg.flipped_weight(w, c, 3), w.shape[0])       # (16, C, OC)
     dx = be.winograd_conv3x3(kg.pad(dz, 2), u, np.zeros(c, np.float32), None)
     return dx, dw, db
 
