@@ -214,3 +214,16 @@ def test_filters_choose_the_downscale(images):
         xs[f], y = data.image_pair(img, r, np.random.default_rng(0))
     assert xs["box"].shape == xs["catrom"].shape == (3, y.shape[1] // 2, y.shape[2] // 2)
     assert np.abs(xs["box"] - xs["catrom"]).max() > 0.01
+
+
+def test_only_an_init_model_is_saved_before_training(images, tmp_path):
+    """Pass 0 scores the start; it is written as the model only when it came from --init
+    (fine-tuning keeps it unless a pass validates better), not for a fresh start."""
+    fresh = _cfg(images, tmp_path / "fresh.json", identity_init=True)
+    train(fresh, stop_after_passes=0)
+    assert not (tmp_path / "fresh.json").exists()
+    assert json.loads(fresh.log.read_text().splitlines()[0])["saved"] is False
+    save_model(tmp_path / "start.json", "vgg_7", 3, he_init("vgg_7", 3, np.random.default_rng(0)))
+    tuned = _cfg(images, tmp_path / "tuned.json", init=str(tmp_path / "start.json"))
+    train(tuned, stop_after_passes=0)
+    assert (tmp_path / "tuned.json").read_bytes() == (tmp_path / "start.json").read_bytes()

@@ -275,15 +275,19 @@ def train(cfg: TrainConfig, resume: bool = False, report: Callable[[str, dict], 
     else:
         params, adam = initial_params(cfg), Adam(cfg.learning_rate)
         cfg.log.unlink(missing_ok=True)
-        # pass 0: the starting point is scored and saved, so a fine-tuned model is only
-        # replaced by one that validates better
+        # pass 0: the starting point is scored; an --init model is also saved, so that a
+        # fine-tuned model is only replaced by one that validates better.  A fresh start is
+        # not (train.lua's best_score starts at 1000): --identity-init's identity map would
+        # otherwise hold the noise models' validation, 70% clean patches, for many passes
         val_loss, val_mse = validate(cfg, params, val_set, be)
-        save_model(cfg.out, cfg.arch, cfg.channels, params)
+        fine_tune = cfg.init is not None
+        if fine_tune:
+            save_model(cfg.out, cfg.arch, cfg.channels, params)
         start = {"pass": 0, "epoch": 0, "loss": None, "lr": adam.lr, "val_loss": val_loss,
-                 "val_psnr": psnr_of_mse(val_mse), "saved": True, "seconds": 0.0}
+                 "val_psnr": psnr_of_mse(val_mse), "saved": fine_tune, "seconds": 0.0}
         with open(cfg.log, "a", encoding="utf-8") as f:
             f.write(json.dumps(start) + "\n")
-        state = {"pass": 0, "best_mse": val_mse, "history": []}
+        state = {"pass": 0, "best_mse": val_mse if fine_tune else math.inf, "history": []}
         report("pass", start)
     total = cfg.epochs * cfg.inner_epoch
     done_here = 0
