@@ -11,6 +11,7 @@ import argparse
 import statistics
 import time
 
+import numba
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
@@ -23,18 +24,22 @@ from w2x.train import data
 CROP, BATCH, CHANNELS = 48, 16, 3
 
 
-def _interleaved_times(fns, repeats: int) -> list[list[float]]:
-    """Seconds per call of each of ``fns``, the calls interleaved (a, b, a, b, ...) so that a
-    load from other processes on this shared machine slows both sides alike."""
+def _interleaved_times(fns, repeats: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Wall and CPU seconds (all threads of this process) per call of each of ``fns``, the
+    calls interleaved (a, b, a, b, ...) so that a load from other processes on this shared
+    machine slows both sides alike.  At one thread the CPU time is the work alone, which a
+    loaded machine does not inflate; at more, it also counts threads that spin-wait."""
     for fn in fns:
         fn()                              # warm-up (numba compiles, torch allocates)
     times = [[] for _ in fns]
+    cpu = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
+        for fn, ts, cs in zip(fns, times, cpu):
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             ts.append(time.perf_counter() - t0)
-    return times
+            cs.append(time.process_time() - c0)
+    return times, cpu
 
 
 def main(argv=None) -> int:
@@ -44,6 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    numba.set_num_threads(args.threads)     # the worker threads of w2x's GEMM primitives
     import importlib.util
     from pathlib import Path
     spec = importlib.util.spec_from_file_location("train_twin", Path(__file__).parent / "train_twin.py")
@@ -70,11 +76,13 @@ def main(argv=None) -> int:
         def our_step():
             with threadpool_limits(args.threads):
                 train_step(cfg, params, adam, x, y, be)
-        t_ours, t_theirs = _interleaved_times([our_step, torch_step], args.repeats)
+        (t_ours, t_theirs), (c_ours, c_theirs) = _interleaved_times([our_step, torch_step], args.repeats)
         ours, theirs = statistics.median(t_ours), statistics.median(t_theirs)
         ratio = statistics.median(a / b for a, b in zip(t_ours, t_theirs))
+        cpu_ratio = statistics.median(a / b for a, b in zip(c_ours, c_theirs))
         print(f"{arch}: w2x {args.backend} {ours * 1000:.1f} ms/step, torch CPU {theirs * 1000:.1f} ms/step, "
-              f"ratio {ratio:.2f} (median of {args.repeats} interleaved pairs; {args.threads} threads, batch {BATCH}, crop {CROP})")
+              f"ratio {ratio:.2f} (CPU-time ratio {cpu_ratio:.2f}; median of {args.repeats} interleaved pairs; "
+              f"{args.threads} threads, batch {BATCH}, crop {CROP})")
     return 0
 
 
