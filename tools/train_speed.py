@@ -3,7 +3,9 @@ w2x on a backend against PyTorch CPU, in this process with the same thread count
 
     PYTHONPATH=. python3 tools/train_speed.py [--backend numba] [--repeats 5] [--threads 2]
 
-Prints milliseconds per step (medians) and the median ratio w2x / torch of interleaved\nsteps (the issue's target: <= 1.0); run it on a quiet machine, `uptime` beside the figures.
+Prints milliseconds per step (medians) and the median ratios w2x / torch of interleaved
+steps, wall and CPU time (the issue's target: <= 1.0); run it on a quiet machine and note
+`uptime` beside the figures.
 """
 from __future__ import annotations
 
