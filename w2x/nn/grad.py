@@ -10,6 +10,11 @@ Parameters are held in GEMM form, ``params[name] = (w, b)``: a conv's ``w`` is t
 weight reshaped to (OC, C*k*k) (``layers.Conv2d.w2d``), a transposed conv's is
 (OC*k*k, C) (``layers.ConvTranspose2d.wt``).
 
+On the numba row in float32, 3x3 stride-1 convs take a fast path (``conv3x3_fast_*``,
+kernels/cpu_numba_grad.py: Winograd forward, dX and dW, kn2row for few outputs, the
+LeakyReLU backward fused with db) that keeps no im2col matrix; ``conv_forward`` /
+``conv_backward`` stay the reference it is tested against (tests/test_grad.py).
+
 The graphs (``forward``) record a tape of backward closures; ``backward`` replays it in
 reverse and returns ``grads[name] = (dw, db)`` with the shapes of ``params``.  They mirror
 ``archs.forward_sequential`` / ``archs.forward_cunet`` (torch7 nn's updateGradInput /
