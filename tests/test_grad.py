@@ -170,16 +170,18 @@ def test_end_to_end_gradients(arch, ch, size):
 NUMBA_REL_TOL = 1e-4   # float32 on both rows, GEMMs blocked differently: ~1e-6 relative, margin for sums
 
 
-@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])
-def test_numba_row_gives_the_numpy_gradients(arch):
-    """The backward graph on the numba backend (its col2im, matmul) equals the numpy reference."""
+@pytest.mark.parametrize("arch,size", [("vgg_7", 18), ("upconv_7", 18),
+                                       pytest.param("cunet", 100, marks=pytest.mark.slow)])
+def test_numba_row_gives_the_numpy_gradients(arch, size):
+    """The backward graph on the numba backend (the fast 3x3 convs of kernels/cpu_numba_grad.py,
+    its col2im, matmul) equals the numpy reference."""
     try:
         nb = grad.training_backend("numba")
     except Exception as e:   # numba not installed: the row is optional (w2x[cpu])
         pytest.skip(f"numba backend unavailable: {e}")
     rng = np.random.default_rng(5)
     params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in _random_params(arch, 3, rng).items()}
-    x = rng.uniform(0.2, 0.8, (3, 2, 18, 18)).astype(np.float32)
+    x = rng.uniform(0.2, 0.8, (3, 2 if size < 100 else 1, size, size)).astype(np.float32)
     results = []
     for be in (NP, nb):
         y, tape, slot = grad.forward(arch, 3, params, x, be)
@@ -188,3 +190,87 @@ def test_numba_row_gives_the_numpy_gradients(arch):
     for name, (dw, db) in results[0][1].items():
         for ref, got in ((dw, results[1][1][name][0]), (db, results[1][1][name][1])):
             assert np.abs(got - ref).max() <= NUMBA_REL_TOL * np.abs(ref).max() + 1e-7, name
+
+
+def _numba_or_skip():
+    try:
+        return grad.training_backend("numba")
+    except Exception as e:   # numba not installed: the row is optional (w2x[cpu])
+        pytest.skip(f"numba backend unavailable: {e}")
+
+
+# float32 Winograd (~1e-6 of the direct sum) and blocked float32 GEMM sums against the
+# float64 reference; relative to the largest value of each gradient
+FAST_REL_TOL = 1e-4
+
+
+def _assert_near(got, ref, what):
+    err = np.abs(np.asarray(got, np.float64) - ref).max()
+    assert err <= FAST_REL_TOL * np.abs(ref).max(), f"{what}: max error {err}"
+
+
+@pytest.mark.parametrize("c,oc,slope,size", [(3, 8, 0.1, 9), (16, 4, None, 12), (8, 8, 0.1, 30),
+                                             (12, 2, 0.1, 10)])   # C >= 4 OC: kn2row, else Winograd
+def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size):
+    """conv3x3_fast_forward/_backward (Winograd, blocked dW, fused LeakyReLU + db) against
+    conv_forward/conv_backward + leaky_relu_backward in float64."""
+    nb = _numba_or_skip()
+    rng = np.random.default_rng(c + oc)
+    x = rng.standard_normal((c, 3, size, size)).astype(np.float32)
+    w = rng.standard_normal((oc, c * 9)).astype(np.float32) * 0.3
+    b = rng.standard_normal(oc).astype(np.float32)
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+    z, cols = grad.conv_forward(x64, w64, b64, 3, 1, NP)
+    ref_y = z if slope is None else grad.leaky_relu(z, slope)
+    y = grad.conv3x3_fast_forward(x, w, b, slope, nb)
+    _assert_near(y, ref_y, "y")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dz = dy.astype(np.float64) if slope is None else grad.leaky_relu_backward(dy.astype(np.float64), z, slope)
+    ref = grad.conv_backward(dz, x.shape, cols, w64, 3, 1, NP)
+    got = grad.conv3x3_fast_backward(dy, x, y, w, slope, nb)
+    for name, g, r in zip(("dx", "dw", "db"), got, ref):
+        _assert_near(g, r, name)
+    assert grad.conv3x3_fast_backward(dy, x, y, w, slope, nb, input_grad=False)[0] is None
+
+
+def test_winograd_weight_grad_blocks_cover_every_tile():
+    """kernels/cpu_numba_grad.winograd_weight_grad (odd and even sizes, blocks of one tile
+    row and of several images) against dY colsᵀ of ops.im2col in float64."""
+    _numba_or_skip()
+    from w2x.nn import kernel_files, ops
+    kg = kernel_files.module("cpu_numba_grad")
+    rng = np.random.default_rng(9)
+    old = kg.WINOGRAD_GRAD_BLOCK_BYTES
+    try:
+        for h, w in ((11, 13), (12, 10)):
+            x = rng.standard_normal((5, 3, h, w)).astype(np.float32)
+            dy = rng.standard_normal((6, 3, h - 2, w - 2)).astype(np.float32)
+            ref = dy.reshape(6, -1).astype(np.float64) @ ops.im2col(x.astype(np.float64), 3, 3, 1).T
+            for size in (1, 16 * 11 * 6 * 4 * 3, 1 << 22):
+                kg.WINOGRAD_GRAD_BLOCK_BYTES = size
+                _assert_near(kg.winograd_weight_grad(x, dy), ref, f"dW {h}x{w}, blocks of {size} bytes")
+    finally:
+        kg.WINOGRAD_GRAD_BLOCK_BYTES = old
+
+
+def test_winograd_weight_is_the_reference_transform():
+    _numba_or_skip()
+    from w2x.nn import kernel_files, ops
+    kg = kernel_files.module("cpu_numba_grad")
+    w = np.random.default_rng(3).standard_normal((6, 5 * 9)).astype(np.float32)
+    np.testing.assert_allclose(kg.winograd_weight(w, 5), ops.winograd_weight(w, 5), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])
+def test_skipping_the_input_gradient_keeps_the_parameter_gradients(arch):
+    nb = _numba_or_skip()
+    rng = np.random.default_rng(6)
+    params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in _random_params(arch, 3, rng).items()}
+    x = rng.uniform(0.2, 0.8, (3, 2, 18, 18)).astype(np.float32)
+    out = []
+    for input_grad in (True, False):
+        y, tape, slot = grad.forward(arch, 3, params, x, nb, input_grad=input_grad)
+        out.append(grad.backward(tape, slot, np.ones_like(y)))
+    for name in out[0]:
+        np.testing.assert_array_equal(out[0][name][0], out[1][name][0])
+        np.testing.assert_array_equal(out[0][name][1], out[1][name][1])

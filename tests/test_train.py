@@ -14,7 +14,8 @@ from w2x.nn.models import load_model
 from w2x.train import adam as adam_mod
 from w2x.train import data
 from w2x.train.export import save_model
-from w2x.train.loop import TrainConfig, TrainError, he_init, train
+from w2x.train.loop import (TrainConfig, TrainError, epoch_patches, hard_examples, he_init, identity_init,
+                            train)
 from w2x.train.loss import HUBER_DELTA, clipped_weighted_huber
 from test_grad import _check
 
@@ -120,6 +121,8 @@ def test_bad_inputs(images, tmp_path, capsys):
     (empty / "notes.txt").write_text("x")
     with pytest.raises(data.DataError, match="no usable image"):
         train(_cfg(empty, tmp_path / "m.json"))
+    with pytest.raises(data.DataError, match="--filters"):
+        train(_cfg(images, tmp_path / "m.json", filters=("box", "bicubical")))
     with pytest.raises(data.DataError, match="smaller than"):
         train(_cfg(images, tmp_path / "m.json", crop_size=200))
     save_model(tmp_path / "up.json", "upconv_7", 3, he_init("upconv_7", 3, np.random.default_rng(0)))
@@ -144,3 +147,83 @@ def test_failed_save_keeps_the_last_checkpoint(images, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert cfg.checkpoint.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_hard_examples_are_a_random_half_of_the_top_fifth():
+    """oracle_rate 0.1, drop rate 0.5 (train.lua:607-631): 10 of 100 patches, drawn from the
+    20 with the highest loss, all distinct."""
+    losses = np.random.default_rng(7).permutation(100).astype(np.float64)   # patch i has loss losses[i]
+    keep = hard_examples(losses, 0.1, np.random.default_rng(8))
+    assert len(keep) == len(set(keep.tolist())) == 10
+    assert set(keep.tolist()) <= set(np.flatnonzero(losses >= 80).tolist())
+    other = hard_examples(losses, 0.1, np.random.default_rng(9))
+    assert set(other.tolist()) != set(keep.tolist())           # drawn, not just the top 10
+    assert hard_examples(losses, 0.0, np.random.default_rng(8)).size == 0
+
+
+def test_hard_examples_lead_the_next_epoch_and_resume_keeps_them(images, tmp_path):
+    """With the oracle on, epoch 2's set starts with epoch 1's carried patches; a run stopped
+    at the epoch boundary and resumed equals an unbroken one, bit for bit."""
+    kw = dict(epochs=3, inner_epoch=1, patches=10, oracle_rate=0.1)
+    a = _cfg(images, tmp_path / "a.json", **kw)
+    train(a, stop_after_passes=2)
+    z = np.load(a.checkpoint)
+    cx, cy = z["extra/carried_x"], z["extra/carried_y"]
+    assert cx.shape[1] == 2                                    # 0.1 of the 2 images x 10 patches
+    recipe = a.recipe()
+    from w2x.train.loop import split_images
+    train_images, _ = split_images(a, recipe)
+    prev_x, _ = epoch_patches(a, recipe, train_images, 0, None)
+    prev_loss = z["extra/instance_loss"]                       # epoch 2's losses: its set holds cx first
+    x2, y2 = epoch_patches(a, recipe, train_images, 1, (cx, cy))
+    np.testing.assert_array_equal(x2[:, :2], cx)
+    assert x2.shape == prev_x.shape and prev_loss.shape == (20,)
+    # each carried patch is one of epoch 1's patches
+    for i in range(2):
+        assert any(np.array_equal(cx[:, i], prev_x[:, j]) for j in range(prev_x.shape[1]))
+    train(a, resume=True)
+    b = _cfg(images, tmp_path / "b.json", **kw)
+    train(b, stop_after_passes=1)
+    train(b, resume=True)
+    za, zb = np.load(a.checkpoint), np.load(b.checkpoint)
+    assert sorted(za.files) == sorted(zb.files)
+    for k in za.files:
+        if k != "meta":
+            np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
+def test_identity_init_starts_at_the_identity_map():
+    """vgg_7 from identity_init returns its input cropped by the offset (7 px), for RGB and Y."""
+    for ch in (3, 1):
+        params = identity_init("vgg_7", ch, np.random.default_rng(1))
+        x = np.random.default_rng(2).uniform(0, 1, (ch, 2, 20, 20))
+        y = grad.forward("vgg_7", ch, params, x, NP)[0]
+        np.testing.assert_allclose(y, x[:, :, 7:-7, 7:-7], rtol=0, atol=1e-6)   # float32 weights
+        hidden = params["conv2"][0].reshape(32, 32, 3, 3)
+        assert np.abs(hidden[ch:]).max() > 0.1                   # the other channels are random
+    with pytest.raises(TrainError, match="vgg_7"):
+        identity_init("upconv_7", 3, np.random.default_rng(1))
+
+
+def test_filters_choose_the_downscale(images):
+    """--filters: the scale pairs' low-resolution input comes from the given GM filters."""
+    img = data.load_images(images)[0][1]
+    xs = {}
+    for f in ("box", "catrom"):
+        r = data.Recipe("upconv_7", 3, "scale", crop_size=32, filters=(f,))
+        xs[f], y = data.image_pair(img, r, np.random.default_rng(0))
+    assert xs["box"].shape == xs["catrom"].shape == (3, y.shape[1] // 2, y.shape[2] // 2)
+    assert np.abs(xs["box"] - xs["catrom"]).max() > 0.01
+
+
+def test_only_an_init_model_is_saved_before_training(images, tmp_path):
+    """Pass 0 scores the start; it is written as the model only when it came from --init
+    (fine-tuning keeps it unless a pass validates better), not for a fresh start."""
+    fresh = _cfg(images, tmp_path / "fresh.json", identity_init=True)
+    train(fresh, stop_after_passes=0)
+    assert not (tmp_path / "fresh.json").exists()
+    assert json.loads(fresh.log.read_text().splitlines()[0])["saved"] is False
+    save_model(tmp_path / "start.json", "vgg_7", 3, he_init("vgg_7", 3, np.random.default_rng(0)))
+    tuned = _cfg(images, tmp_path / "tuned.json", init=str(tmp_path / "start.json"))
+    train(tuned, stop_after_passes=0)
+    assert (tmp_path / "tuned.json").read_bytes() == (tmp_path / "start.json").read_bytes()

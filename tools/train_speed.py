@@ -3,7 +3,9 @@ w2x on a backend against PyTorch CPU, in this process with the same thread count
 
     PYTHONPATH=. python3 tools/train_speed.py [--backend numba] [--repeats 5] [--threads 2]
 
-Prints seconds per step (median) and the ratio w2x / torch (the issue's target: <= 1.0).
+Prints milliseconds per step (medians) and the median ratios w2x / torch of interleaved
+steps, wall and CPU time (the issue's target: <= 1.0); run it on a quiet machine and note
+`uptime` beside the figures.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import statistics
 import time
 
+import numba
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
@@ -23,14 +26,22 @@ from w2x.train import data
 CROP, BATCH, CHANNELS = 48, 16, 3
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()                                  # warm-up (numba compiles, torch allocates)
-    times = []
+def _interleaved_times(fns, repeats: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Wall and CPU seconds (all threads of this process) per call of each of ``fns``, the
+    calls interleaved (a, b, a, b, ...) so that a load from other processes on this shared
+    machine slows both sides alike.  At one thread the CPU time is the work alone, which a
+    loaded machine does not inflate; at more, it also counts threads that spin-wait."""
+    for fn in fns:
+        fn()                              # warm-up (numba compiles, torch allocates)
+    times = [[] for _ in fns]
+    cpu = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, ts, cs in zip(fns, times, cpu):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            ts.append(time.perf_counter() - t0)
+            cs.append(time.process_time() - c0)
+    return times, cpu
 
 
 def main(argv=None) -> int:
@@ -40,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    numba.set_num_threads(args.threads)     # the worker threads of w2x's GEMM primitives
     import importlib.util
     from pathlib import Path
     spec = importlib.util.spec_from_file_location("train_twin", Path(__file__).parent / "train_twin.py")
@@ -54,8 +66,6 @@ def main(argv=None) -> int:
         y = rng.uniform(0, 1, (CHANNELS, BATCH, t, t)).astype(np.float32)
         params, adam = he_init(arch, CHANNELS, rng), Adam()
         cfg = TrainConfig(arch, "scale", ".", "unused.json")
-        with threadpool_limits(args.threads):
-            ours = _median_time(lambda: train_step(cfg, params, adam, x, y, be), args.repeats)
         tparams = twin.to_torch(arch, params)
         opt = torch.optim.Adam([v for wb in tparams.values() for v in wb], lr=0.00025)
         tx, ty = torch.tensor(x.transpose(1, 0, 2, 3)), torch.tensor(y.transpose(1, 0, 2, 3))
@@ -64,9 +74,17 @@ def main(argv=None) -> int:
             opt.zero_grad()
             twin.torch_loss(twin.torch_forward(arch, tparams, tx), ty).backward()
             opt.step()
-        theirs = _median_time(torch_step, args.repeats)
+
+        def our_step():
+            with threadpool_limits(args.threads):
+                train_step(cfg, params, adam, x, y, be)
+        (t_ours, t_theirs), (c_ours, c_theirs) = _interleaved_times([our_step, torch_step], args.repeats)
+        ours, theirs = statistics.median(t_ours), statistics.median(t_theirs)
+        ratio = statistics.median(a / b for a, b in zip(t_ours, t_theirs))
+        cpu_ratio = statistics.median(a / b for a, b in zip(c_ours, c_theirs))
         print(f"{arch}: w2x {args.backend} {ours * 1000:.1f} ms/step, torch CPU {theirs * 1000:.1f} ms/step, "
-              f"ratio {ours / theirs:.2f} ({args.threads} threads, batch {BATCH}, crop {CROP})")
+              f"ratio {ratio:.2f} (CPU-time ratio {cpu_ratio:.2f}; median of {args.repeats} interleaved pairs; "
+              f"{args.threads} threads, batch {BATCH}, crop {CROP})")
     return 0
 
 

@@ -14,8 +14,8 @@ from tqdm import tqdm
 from w2x.nn.archs import ARCHS
 from w2x.nn.backend import BackendUnavailableError
 from w2x.nn.models import ModelFormatError
-from w2x.train.data import DataError
-from w2x.train.loop import TrainConfig, TrainError, train
+from w2x.train.data import DOWNSAMPLING_FILTERS, DataError
+from w2x.train.loop import ORACLE_RATE, TrainConfig, TrainError, train
 
 PROG = "w2x train"
 
@@ -35,12 +35,21 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of training images")
     p.add_argument("--val", help="folder of validation images (default: 5%% of --data held out)")
     p.add_argument("--init", help="start from this model (fine-tuning; required for noise_scale)")
+    p.add_argument("--identity-init", action="store_true",
+                   help="vgg_7: start at the identity map (three channels carry the input through, the "
+                        "rest random) instead of the original's random start; helps short noise runs")
+    p.add_argument("--filters", default=",".join(DOWNSAMPLING_FILTERS),
+                   help="GraphicsMagick filters the scale pairs' downscale is drawn from, comma-separated "
+                        "(default %(default)s, lib/settings.lua; the released photo models used box,sinc,catrom)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--inner-epoch", type=int, default=4)
     p.add_argument("--patches", type=int, default=64, help="patches per image per epoch")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--crop-size", type=int, help="target patch size (default 48; vgg_7 noise: 32)")
     p.add_argument("--learning-rate", type=float, default=0.00025)
+    p.add_argument("--oracle-rate", type=float, default=ORACLE_RATE,
+                   help="fraction of hard patches (drawn from the top 2x that fraction by loss) carried into "
+                        "the next epoch; 0 turns it off (default %(default)s)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--backend", default="numba", choices=("numpy", "numba"))
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
@@ -55,7 +64,8 @@ def run(args) -> int:
                       noise_level=args.noise_level, style=args.style, val=args.val, init=args.init,
                       epochs=args.epochs, seed=args.seed, crop_size=args.crop_size, batch_size=args.batch_size,
                       patches=args.patches, inner_epoch=args.inner_epoch, learning_rate=args.learning_rate,
-                      backend=args.backend)
+                      backend=args.backend, oracle_rate=args.oracle_rate,
+                      identity_init=args.identity_init, filters=tuple(args.filters.lower().split(",")))
     bar = tqdm(unit="batch", file=sys.stderr, disable=args.quiet, desc="pass 1")
     seen = {"t0": time.perf_counter(), "n": 0, "psnr": float("nan")}
 

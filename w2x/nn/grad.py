@@ -10,6 +10,11 @@ Parameters are held in GEMM form, ``params[name] = (w, b)``: a conv's ``w`` is t
 weight reshaped to (OC, C*k*k) (``layers.Conv2d.w2d``), a transposed conv's is
 (OC*k*k, C) (``layers.ConvTranspose2d.wt``).
 
+On the numba row in float32, 3x3 stride-1 convs take a fast path (``conv3x3_fast_*``,
+kernels/cpu_numba_grad.py: Winograd forward, dX and dW, kn2row for few outputs, the
+LeakyReLU backward fused with db) that keeps no im2col matrix; ``conv_forward`` /
+``conv_backward`` stay the reference it is tested against (tests/test_grad.py).
+
 The graphs (``forward``) record a tape of backward closures; ``backward`` replays it in
 reverse and returns ``grads[name] = (dw, db)`` with the shapes of ``params``.  They mirror
 ``archs.forward_sequential`` / ``archs.forward_cunet`` (torch7 nn's updateGradInput /
@@ -23,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from w2x.nn import ops
+from w2x.nn import kernel_files, ops
 from w2x.nn.archs import ARCHS, LayerSpec
 from w2x.nn.backend import Backend, get_backend
 from w2x.nn.ops import LEAKY_SLOPE, out_size
@@ -97,6 +102,60 @@ def deconv_backward(dy, x, wt, k: int, stride: int, pad: int, be: Backend):
     return dx, dwt, db
 
 
+# --- the fast 3x3 stride-1 conv of the numba row (float32) ---------------------------------
+def fast_conv_eligible(x, k: int, stride: int, slope: float | None, be: Backend) -> bool:
+    """Whether a conv layer runs on ``conv3x3_fast_forward``/``_backward``: a 3x3 stride-1
+    float32 conv on a backend with Winograd and the numba backward kernels, its activation
+    none or a LeakyReLU with slope > 0 (whose backward reads the output's sign)."""
+    return (k == 3 and stride == 1 and be.winograd_conv3x3 is not None and be.device == "cpu"
+            and x.dtype == np.float32 and (slope is None or slope > 0))
+
+
+def _grad_kernels():
+    return kernel_files.module("cpu_numba_grad")
+
+
+# a conv with at least this many times more inputs than outputs (vgg_7's 128->3) runs as
+# kn2row (kernels/cpu_numba_grad.kn2row_*): its GEMMs have OC*9 rows instead of C*9
+KN2ROW_MIN_RATIO = 4
+
+
+def _kn2row(x, w) -> bool:
+    return x.shape[0] >= KN2ROW_MIN_RATIO * w.shape[0]
+
+
+def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend):
+    """conv + bias + LeakyReLU(slope) (None: no activation) by the backend's Winograd kernel,
+    or kn2row for few outputs: y (OC, N, OH, OW); no columns are kept (the backward re-reads x)."""
+    if _kn2row(x, w):
+        return _grad_kernels().kn2row_forward(x, ops.kn2row_weight(w, x.shape[0], 3), b, 3, slope, be.matmul)
+    return be.winograd_conv3x3(x, _grad_kernels().winograd_weight(w, x.shape[0]), b, slope)
+
+
+def conv3x3_fast_backward(dy, x, y, w, slope: float | None, be: Backend, input_grad: bool = True):
+    """Gradients of ``conv3x3_fast_forward`` (and its activation) from dY at its output y:
+    dZ = LeakyReLU'(y) dY with db = Σ dZ in one pass, dW by Winograd run backwards
+    (kernels/cpu_numba_grad.py), dX = the Winograd conv of dZ padded by 2 with the flipped,
+    transposed weights.  Returns (dx or None when not ``input_grad``, dw, db); equal to
+    ``conv_backward`` after ``leaky_relu_backward`` up to float32 rounding."""
+    kg = _grad_kernels()
+    c = x.shape[0]
+    if slope is None:
+        dz = np.ascontiguousarray(dy, dtype=np.float32)
+        db = dz.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32)
+    else:
+        dz, db = kg.leaky_relu_backward_bias(dy, y, slope)
+    if _kn2row(x, w):
+        dx, dw = kg.kn2row_backward(dz, x, ops.kn2row_weight(w, c, 3), 3, be.matmul, input_grad)
+        return dx, dw, db
+    dw = kg.winograd_weight_grad(x, dz)
+    if not input_grad:
+        return None, dw, db
+    u = kg.winograd_weight(kg.flipped_weight(w, c, 3), w.shape[0])       # (16, C, OC)
+    dx = be.winograd_conv3x3(kg.pad(dz, 2), u, np.zeros(c, np.float32), None)
+    return dx, dw, db
+
+
 def leaky_relu(x, slope: float):
     """LeakyReLU(slope) (ReLU when slope is 0), out of place."""
     return x * np.where(x > 0, 1.0, slope).astype(x.dtype)
@@ -154,7 +213,8 @@ class Tape:
             if slot not in g:
                 continue
             for i, d in zip(inputs, fn(g.pop(slot))):
-                g[i] = d if i not in g else g[i] + d
+                if d is not None:     # None: an input gradient nobody asked for
+                    g[i] = d if i not in g else g[i] + d
         return g.get(0)
 
     def add_param_grad(self, name: str, dw, db) -> None:
@@ -168,8 +228,9 @@ class Tape:
 class Graph:
     """A forward pass that records itself: each method takes and returns (value, slot)."""
 
-    def __init__(self, specs: dict[str, LayerSpec], params: dict, be: Backend):
+    def __init__(self, specs: dict[str, LayerSpec], params: dict, be: Backend, input_grad: bool = True):
         self.specs, self.params, self.be = specs, params, be
+        self.input_grad = input_grad
         self.tape = Tape(be)
 
     def layer(self, name: str, v, slope: float | None):
@@ -177,6 +238,15 @@ class Graph:
         x, s = v
         sp, (w, b), be = self.specs[name], self.params[name], self.be
         tape = self.tape
+        if sp.kind == "conv" and fast_conv_eligible(x, sp.k, sp.stride, slope, be):
+            y = conv3x3_fast_forward(x, w, b, slope, be)
+            need_dx = self.input_grad or s != 0
+
+            def back(dy, x=x, y=y, w=w):
+                dx, dw, db = conv3x3_fast_backward(dy, x, y, w, slope, be, need_dx)
+                tape.add_param_grad(name, dw, db)
+                return (dx,)
+            return y, tape.record((s,), back)
         if sp.kind == "conv":
             y, cols = conv_forward(x, w, b, sp.k, sp.stride, be)
 
@@ -266,10 +336,13 @@ def _cunet(g: Graph, v):
 GRAPHS = {"vgg_7": _sequential, "upconv_7": _sequential, "cunet": _cunet, "upcunet": _cunet}
 
 
-def forward(arch: str, channels: int, params: dict, x, be: Backend):
-    """Run ``arch`` on x (C, N, H, W) recording a tape: returns (y (C, N, OH, OW), tape, slot)."""
+def forward(arch: str, channels: int, params: dict, x, be: Backend, input_grad: bool = True):
+    """Run ``arch`` on x (C, N, H, W) recording a tape: returns (y (C, N, OH, OW), tape, slot).
+
+    ``input_grad`` False: the backward may skip the gradient of x (training needs only the
+    parameters')."""
     specs = {s.name: s for s in ARCHS[arch].spec(channels)}
-    g = Graph(specs, params, be)
+    g = Graph(specs, params, be, input_grad)
     y, slot = GRAPHS[arch](g, (x, 0))
     return y, g.tape, slot
 

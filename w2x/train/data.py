@@ -16,9 +16,11 @@ from PIL import Image, UnidentifiedImageError
 from w2x.nn.archs import ARCHS
 from w2x.color import rgb2y
 from w2x.io.write import jpeg_round_trip
-from w2x.resize import gm_resize
+from w2x.resize import FILTERS, gm_resize
 
 DOWNSAMPLING_FILTERS = ("box", "lanczos", "sinc")   # lib/settings.lua -downsampling_filters
+# the photo models' release recipe (appendix/train_upconv_7_photo.sh -downsampling_filters)
+PHOTO_RELEASE_FILTERS = ("box", "sinc", "catrom")
 BLUR_RANGE = (0.95, 1.05)                            # -resize_blur_min / -resize_blur_max
 MAX_SIZE = 256                                       # -max_size: the random sub-crop per image
 ACTIVE_CROPPING_RATE, ACTIVE_CROPPING_TRIES = 0.5, 10
@@ -41,6 +43,7 @@ class Recipe:
     noise_level: int = 1
     style: str = "photo"
     crop_size: int = 48       # the target-side patch before the offset is trimmed
+    filters: tuple = DOWNSAMPLING_FILTERS   # GM filters a scale pair's downscale is drawn from
 
     @property
     def resize(self) -> bool:
@@ -61,6 +64,9 @@ class Recipe:
 
     def check(self) -> None:
         a = ARCHS[self.arch]
+        unknown = [f for f in self.filters if f not in FILTERS]
+        if unknown or not self.filters:
+            raise DataError(f"--filters {','.join(self.filters)}: expected names from {', '.join(sorted(FILTERS))}")
         if self.resize and not self.scaled:
             raise DataError(f"{self.arch} upsamples 2x: use --method scale or noise_scale")
         if self.crop_size % 2 or self.crop_size <= 2 * self.offset:
@@ -162,7 +168,7 @@ def image_pair(img: np.ndarray, recipe: Recipe, rng) -> tuple[np.ndarray, np.nda
     y = np.ascontiguousarray(y[:, :y.shape[1] // 2 * 2, :y.shape[2] // 2 * 2])
     x = y
     if recipe.scaled:
-        f = DOWNSAMPLING_FILTERS[int(rng.integers(0, len(DOWNSAMPLING_FILTERS)))]
+        f = recipe.filters[int(rng.integers(0, len(recipe.filters)))]
         blur = float(rng.uniform(*BLUR_RANGE))
         x = gm_resize(y, y.shape[1] // 2, y.shape[2] // 2, filter=f, blur=blur)
     if recipe.method != "scale" and rng.random() < NR_RATE[recipe.style][recipe.noise_level]:

@@ -40,6 +40,13 @@ def clipped_mse(out, target) -> float:
     return float(np.mean(d * d))
 
 
+def instance_mse(out, target) -> np.ndarray:
+    """Each patch's clipped MSE: (C, N, H, W) -> (N,) float64 (minibatch_adam.lua's
+    instance_loss, from which the hard examples are drawn)."""
+    d = np.clip(out, 0, 1).astype(np.float64) - target
+    return np.mean(d * d, axis=(0, 2, 3))
+
+
 def psnr_of_mse(mse: float) -> float:
     """PSNR of the validation MSE, ``10 log10(1 / (mse + 1e-6))`` (train.lua validate)."""
     return float(10 * np.log10(1.0 / (mse + 1e-6)))

@@ -1,0 +1,336 @@
+"""Training stage, CPU: Numba kernels of the fast backward pass of the stride-1 convolutions,
+which ``w2x/nn/grad.py`` runs on the "numba" row in float32.
+
+The reference (``grad.conv_backward``) builds the layer's whole im2col matrix in the
+forward pass and keeps it until the backward pass: for vgg_7's 128-channel layers on a
+batch of 16 48-px patches that is 1152 x 16*40*40 floats (118 MB) per layer, seven of them
+built and page-faulted in per step, which took two thirds of a step (tools/train_speed.py,
+profiled).  Here nothing of that size exists:
+
+* 3x3 layers: the forward and dX run on the backend's Winograd kernel (kernels/cpu_numba.py;
+  dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the flipped,
+  transposed weights, ``flipped_weight``), and dW is Winograd run backwards
+  (``winograd_weight_grad``): per block of tile rows, each worker thread transforms x and
+  dY into cache-sized buffers and adds 16 single-threaded BLAS GEMMs into its own partial sum;
+* layers with few outputs (128->3): kn2row forward, and dW, dX from one stack of shifted
+  dY copies (``kn2row_forward``, ``kn2row_backward``);
+* ``leaky_relu_backward_bias``: the LeakyReLU backward fused with db = Σ dY, from the
+  layer's *output* (y > 0 exactly where its input was, for a slope > 0), one pass.
+
+Each is checked against the reference in tests/test_grad.py.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numba
+import numpy as np
+from numba import njit
+from threadpoolctl import ThreadpoolController
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_blas: ThreadpoolController | None = None
+
+
+def _workers() -> int:
+    return numba.get_num_threads()
+
+
+def _helpers() -> ThreadPoolExecutor:
+    global _pool, _blas
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="w2x-grad")
+            _blas = ThreadpoolController()
+    return _pool
+
+
+def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
+    """Σ over ``blocks`` of ``work(block, out)`` (which writes its float32 term into ``out``
+    of ``shape``), on the calling thread and ``numba.get_num_threads() - 1`` pool threads,
+    each taking the next block until none is left and adding into its own partial sum, with
+    BLAS single-threaded (kernels/cpu_numba.py explains why)."""
+    todo, lock = iter(blocks), threading.Lock()
+    n_workers = min(len(blocks), _workers())
+    sums = [np.zeros(shape, np.float32) for _ in range(n_workers)]
+
+    def worker(t: int) -> None:
+        part = np.empty(shape, np.float32)
+        while True:
+            with lock:
+                blk = next(todo, None)
+            if blk is None:
+                return
+            work(blk, part)
+            sums[t] += part
+
+    pool = _helpers()
+    with _blas.limit(limits=1, user_api="blas"):
+        futures = [pool.submit(worker, t) for t in range(1, n_workers)]
+        try:
+            worker(0)
+        finally:
+            wait(futures)
+        for f in futures:
+            f.result()
+    total = sums[0]
+    for part in sums[1:]:
+        total += part
+    return total
+
+
+# --- dW of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), run backwards ---------------------
+# The forward (ops.winograd_conv3x3) computes each 2x2 output tile as y = Aᵀ[(G g Gᵀ) ⊙
+# (Bᵀ d B)]A from the 4x4 input tile d.  It is linear in g, so
+#     dL/dg = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G,
+# 16 GEMMs (OC, tiles) @ (tiles, C) over the same input transform as the forward: 16 products
+# per tile and channel pair instead of im2col's 36 (2.25x fewer flops).
+WINOGRAD_GRAD_BLOCK_BYTES = 4 << 20     # per-thread V and dY transforms of one block
+
+
+@njit(nogil=True, cache=True)
+def _winograd_input_rows(x, r0, r1, ty_n, tx_n, v):
+    """v[a*4 + b, c, (r - r0)*TX + t] = (Bᵀ d B)[a, b] for the 4x4 tile d of x at rows
+    2ty.., columns 2t.. of image n (r = n*TY + ty); pixels past x read 0.
+    Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
+    c_n, _, h, w = x.shape
+    d = np.zeros((4, 4), np.float32)
+    e = np.empty((4, 4), np.float32)
+    for c in range(c_n):
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 2 * (r % ty_n)
+            for t in range(tx_n):
+                x0 = 2 * t
+                for i in range(4):
+                    for j in range(4):
+                        yy, xx = y0 + i, x0 + j
+                        d[i, j] = x[c, n, yy, xx] if yy < h and xx < w else 0.0
+                for j in range(4):          # e = Bᵀ d
+                    e[0, j] = d[0, j] - d[2, j]
+                    e[1, j] = d[1, j] + d[2, j]
+                    e[2, j] = d[2, j] - d[1, j]
+                    e[3, j] = d[1, j] - d[3, j]
+                q = (r - r0) * tx_n + t
+                for a in range(4):          # (Bᵀ d) B
+                    v[4 * a, c, q] = e[a, 0] - e[a, 2]
+                    v[4 * a + 1, c, q] = e[a, 1] + e[a, 2]
+                    v[4 * a + 2, c, q] = e[a, 2] - e[a, 1]
+                    v[4 * a + 3, c, q] = e[a, 1] - e[a, 3]
+
+
+@njit(nogil=True, cache=True)
+def _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g):
+    """g[a*4 + b, o, (r - r0)*TX + t] = (A dY Aᵀ)[a, b] for the 2x2 tile of dY at rows 2ty..,
+    columns 2t.. of image n (values past OH/OW read 0).  A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
+    oc, _, oh, ow = dy.shape
+    u = np.empty(4, np.float32)     # column 0 of A dY
+    v = np.empty(4, np.float32)     # column 1 of A dY
+    for o in range(oc):
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 2 * (r % ty_n)
+            for t in range(tx_n):
+                x0 = 2 * t
+                p = dy[o, n, y0, x0]
+                q = dy[o, n, y0, x0 + 1] if x0 + 1 < ow else 0.0
+                rr = dy[o, n, y0 + 1, x0] if y0 + 1 < oh else 0.0
+                s = dy[o, n, y0 + 1, x0 + 1] if y0 + 1 < oh and x0 + 1 < ow else 0.0
+                # A dY: rows [p, q], [p + r, q + s], [p - r, q - s], [-r, -s]
+                u[0], u[1], u[2], u[3] = p, p + rr, p - rr, -rr
+                v[0], v[1], v[2], v[3] = q, q + s, q - s, -s
+                k = (r - r0) * tx_n + t
+                for a in range(4):          # (A dY) Aᵀ: each row [u, v] -> [u, u + v, u - v, -v]
+                    g[4 * a, o, k] = u[a]
+                    g[4 * a + 1, o, k] = u[a] + v[a]
+                    g[4 * a + 2, o, k] = u[a] - v[a]
+                    g[4 * a + 3, o, k] = -v[a]
+
+
+def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dW of a 3x3 stride-1 valid conv, x (C, N, H, W), dy (OC, N, H-2, W-2) -> (OC, C*9),
+    by the transposed Winograd F(2x2, 3x3) (above); equal to dY colsᵀ (``grad.conv_backward``)
+    up to float32 rounding."""
+    c, n, h, w = x.shape
+    oc, _, oh, ow = dy.shape
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(dy)
+    ty_n, tx_n = (oh + 1) // 2, (ow + 1) // 2
+    rows = n * ty_n
+    per_block = max(1, min(rows, WINOGRAD_GRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4)))
+    local = threading.local()
+
+    def work(r0, out):
+        r1 = min(rows, r0 + per_block)
+        p = (r1 - r0) * tx_n
+        if getattr(local, "v", None) is None:
+            local.v = np.empty(16 * c * per_block * tx_n, np.float32)
+            local.g = np.empty(16 * oc * per_block * tx_n, np.float32)
+        v = local.v[:16 * c * p].reshape(16, c, p)          # (16, C, tiles)
+        g = local.g[:16 * oc * p].reshape(16, oc, p)        # (16, OC, tiles)
+        _winograd_input_rows(x, r0, r1, ty_n, tx_n, v)
+        _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
+        np.matmul(g, v.transpose(0, 2, 1), out=out)         # 16 x (OC, tiles) @ (tiles, C)
+
+    m = _blocks_summed(list(range(0, rows, per_block)), (16, oc, c), work)   # dL/dU
+    dw = np.empty((oc, c * 9), np.float32)
+    _winograd_weight_back(m, dw)                                              # dL/dg = Gᵀ (dL/dU) G
+    return dw
+
+
+@njit(nogil=True, cache=True)
+def _winograd_weight_back(m, dw):
+    """dw[o, c*9 + i*3 + j] = (Gᵀ M G)[i, j], M[a, b] = m[a*4 + b, o, c], in float64: the
+    filter transform's adjoint, Gᵀ v = (v0 + (v1 + v2)/2, (v1 - v2)/2, (v1 + v2)/2 + v3)."""
+    _, oc, c_n = m.shape
+    t = np.empty((4, 3))
+    for o in range(oc):
+        for c in range(c_n):
+            for a in range(4):
+                v0, v1, v2, v3 = m[4 * a, o, c], m[4 * a + 1, o, c], m[4 * a + 2, o, c], m[4 * a + 3, o, c]
+                t[a, 0] = v0 + 0.5 * (v1 + v2)
+                t[a, 1] = 0.5 * (v1 - v2)
+                t[a, 2] = 0.5 * (v1 + v2) + v3
+            for j in range(3):
+                v0, v1, v2, v3 = t[0, j], t[1, j], t[2, j], t[3, j]
+                dw[o, c * 9 + j] = v0 + 0.5 * (v1 + v2)
+                dw[o, c * 9 + 3 + j] = 0.5 * (v1 - v2)
+                dw[o, c * 9 + 6 + j] = 0.5 * (v1 + v2) + v3
+
+
+@njit(nogil=True, cache=True)
+def _winograd_weight_kernel(g, u):
+    """u[a*4 + b, o, c] = (G g Gᵀ)[a, b] for g = w[o, c*9:(c+1)*9] as 3x3, in float64;
+    G v = (v0, (v0 + v1 + v2)/2, (v0 - v1 + v2)/2, v2)."""
+    oc, c9 = g.shape
+    t = np.empty((3, 4))
+    for o in range(oc):
+        for c in range(c9 // 9):
+            for i in range(3):
+                v0, v1, v2 = float(g[o, c * 9 + 3 * i]), float(g[o, c * 9 + 3 * i + 1]), float(g[o, c * 9 + 3 * i + 2])
+                t[i, 0], t[i, 1], t[i, 2], t[i, 3] = v0, 0.5 * (v0 + v1 + v2), 0.5 * (v0 - v1 + v2), v2
+            for b in range(4):
+                v0, v1, v2 = t[0, b], t[1, b], t[2, b]
+                u[b, o, c] = v0
+                u[4 + b, o, c] = 0.5 * (v0 + v1 + v2)
+                u[8 + b, o, c] = 0.5 * (v0 - v1 + v2)
+                u[12 + b, o, c] = v2
+
+
+def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
+    """``ops.winograd_weight`` (U = G g Gᵀ, (16, OC, C), computed in float64 and rounded once)
+    as a Numba loop: 8 ms -> well under 1 ms for 128x128, which counts when a training step
+    transforms every weight twice."""
+    u = np.empty((16, w2d.shape[0], in_channels), np.float32)
+    _winograd_weight_kernel(np.ascontiguousarray(w2d), u)
+    return u
+
+
+@njit(nogil=True, cache=True)
+def _leaky_backward_bias_kernel(dy, y, slope, dx, db):
+    oc, m = dy.shape
+    for o in range(oc):
+        acc = 0.0
+        for q in range(m):
+            d = dy[o, q] if y[o, q] > 0 else dy[o, q] * slope
+            dx[o, q] = d
+            acc += d
+        db[o] = acc
+
+
+def leaky_relu_backward_bias(dy: np.ndarray, y: np.ndarray, slope: float) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient at a conv's pre-activation and its bias from the gradient ``dy`` at
+    ``y = LeakyReLU(slope)(z)`` (slope > 0, so y > 0 iff z > 0): (dz like dy, db (OC,)).
+    db is summed in float64."""
+    oc = dy.shape[0]
+    dz = np.empty(dy.shape, np.float32)
+    db = np.empty(oc, np.float64)
+    _leaky_backward_bias_kernel(np.ascontiguousarray(dy).reshape(oc, -1), np.ascontiguousarray(y).reshape(oc, -1),
+                                np.float32(slope), dz.reshape(oc, -1), db)
+    return dz, db.astype(np.float32)
+
+
+def flipped_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:
+    """A conv weight (OC, C*k*k) as the weight (C, OC*k*k) of the conv that maps dY (padded
+    by k - 1) to dX: channels swapped, kernel rotated by 180 degrees."""
+    oc = w2d.shape[0]
+    # (OC, C, k, k) -> (C, OC, k, k) rotated -> (C, OC*k*k)
+    w4 = w2d.reshape(oc, in_channels, k, k)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(w4.reshape(in_channels, oc * k * k))
+
+
+def pad(dy: np.ndarray, p: int) -> np.ndarray:
+    """dY (OC, N, OH, OW) zero-padded by p on every side of its planes."""
+    oc, n, oh, ow = dy.shape
+    out = np.zeros((oc, n, oh + 2 * p, ow + 2 * p), np.float32)
+    out[:, :, p:p + oh, p:p + ow] = dy
+    return out
+
+
+
+# --- layers with few outputs (128->3, 64->3): kn2row forward and backward ----------------
+@njit(nogil=True, cache=True)
+def _shift_add_kernel(p, k, bias, slope, y):
+    """y[o, n, oy, ox] = act(bias[o] + Σ_ij p[(o*k + i)*k + j, n, oy + i, ox + j])."""
+    oc, n_n, oh, ow = y.shape
+    for o in range(oc):
+        for n in range(n_n):
+            for oy in range(oh):
+                row = y[o, n, oy]
+                row[:] = bias[o]
+                for i in range(k):
+                    for j in range(k):
+                        src = p[(o * k + i) * k + j, n, oy + i]
+                        for ox in range(ow):
+                            row[ox] += src[ox + j]
+                for ox in range(ow):
+                    v = row[ox]
+                    row[ox] = max(v, v * slope)
+
+
+def kn2row_forward(x: np.ndarray, wk: np.ndarray, bias: np.ndarray, k: int, slope: float | None, matmul) -> np.ndarray:
+    """Stride-1 valid conv + bias + LeakyReLU(slope) (None: none) as kn2row: one GEMM
+    ``wk (OC*k*k, C) @ x (C, N*H*W)`` (``matmul``, the backend's), then the k*k shifted planes
+    summed: (C, N, H, W) -> (OC, N, H-k+1, W-k+1).  ``wk`` is ``ops.kn2row_weight``."""
+    c, n, h, w = x.shape
+    oc = wk.shape[0] // (k * k)
+    p = matmul(wk, x.reshape(c, n * h * w)).reshape(oc * k * k, n, h, w)   # (OC*k*k, N, H, W)
+    y = np.empty((oc, n, h - k + 1, w - k + 1), np.float32)
+    _shift_add_kernel(p, k, bias, np.float32(1.0 if slope is None else slope), y)
+    return y
+
+
+@njit(nogil=True, cache=True)
+def _shifted_stack_kernel(dz, k, d):
+    """d[(o*k + i)*k + j, n, oy + i, ox + j] = dz[o, n, oy, ox], 0 elsewhere (d is zeroed)."""
+    oc, n_n, oh, ow = dz.shape
+    for o in range(oc):
+        for i in range(k):
+            for j in range(k):
+                r = (o * k + i) * k + j
+                for n in range(n_n):
+                    for oy in range(oh):
+                        dst = d[r, n, oy + i]
+                        src = dz[o, n, oy]
+                        for ox in range(ow):
+                            dst[ox + j] = src[ox]
+
+
+def kn2row_backward(dz: np.ndarray, x: np.ndarray, wk: np.ndarray, k: int, matmul, input_grad: bool = True):
+    """dW and dX of ``kn2row_forward`` from dZ at its pre-activation (OC, N, OH, OW).
+
+    With D, the k*k copies of dZ each shifted by its tap onto x's grid (OC*k*k, N*H*W):
+    dW in kn2row form = D xᵀ (OC*k*k, C), dX = wkᵀ D (C, N*H*W), two GEMMs over the short
+    OC*k*k side.  Returns (dx or None, dw (OC, C*k*k) in the conv's GEMM form)."""
+    c, n, h, w = x.shape
+    oc = dz.shape[0]
+    d = np.zeros((oc * k * k, n, h, w), np.float32)
+    _shifted_stack_kernel(np.ascontiguousarray(dz), k, d)
+    d2 = d.reshape(oc * k * k, n * h * w)                                   # (OC*k*k, N*H*W)
+    # (C, NHW) @ (NHW, OC*k*k) -> transposed: OpenBLAS runs the long-K product faster with
+    # the wide matrix on the left (grad.conv_backward)
+    dwk = np.matmul(x.reshape(c, n * h * w), d2.T).T                        # (OC*k*k, C)
+    # (OC, k, k, C) -> (OC, C, k, k) -> (OC, C*k*k)
+    dw = np.ascontiguousarray(dwk.reshape(oc, k, k, c).transpose(0, 3, 1, 2).reshape(oc, c * k * k))
+    dx = matmul(np.ascontiguousarray(wk.T), d2).reshape(c, n, h, w) if input_grad else None
+    return dx, dw
