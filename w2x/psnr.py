@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from w2x import atomic, reconstruct
-from w2x.nn.models import load_model
+from w2x.weight_cache import load_model
 from w2x.anyscale import PASS_FACTOR
 from w2x.io.write import jpeg_round_trip
 from w2x.resize import gm_resize
