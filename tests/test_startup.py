@@ -29,9 +29,12 @@ NOT_FOR_A_PLAIN_RUN = (
     "tqdm", "platformdirs", "threadpoolctl",
     "PIL.ImageDraw", "PIL.ImageFont", "PIL.WebPImagePlugin", "PIL.TiffImagePlugin",
 )
-# Only the numpy backend can do without these: Numba itself imports SciPy's BLAS check
-# (numba/np/arraymath.py _check_blas), PyYAML (numba/core/config.py) and the installed
-# packages' metadata (its extension entry points, numba/core/entrypoints.py) when it starts.
+# scipy.linalg: Numba's target imports it to check for BLAS, which the command line keeps it
+# from doing (w2x.cli.machine.start_numba).
+NOT_FOR_A_PLAIN_RUN += ("scipy.linalg",)
+# Only the numpy backend can do without these: Numba itself imports SciPy's package (its
+# version check, numba/__init__.py), PyYAML (numba/core/config.py) and the installed
+# packages' metadata (its extension entry points, numba/core/entrypoints.py).
 NOT_WITHOUT_NUMBA = ("numba", "llvmlite", "scipy", "yaml", "importlib.metadata")
 
 _CHILD = """

@@ -290,6 +290,7 @@ def _convert(args) -> int:
         jobs = files.plan_jobs(sources, args.output, mode=conv.opts.mode, fmt=args.format)
         files.prepare_output_dirs(jobs)
         backend, note = machine.resolve_backend(conv.opts.backend, conv.opts.precision)
+        machine.start_numba(backend)
         plans = _load_models(conv.opts)
         if plans is None:
             return EXIT_USAGE
