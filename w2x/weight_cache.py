@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -103,7 +104,7 @@ def read_entry(entry: Path, source: str) -> ModelWeights | None:
     except (ValueError, TypeError, KeyError):
         return None
     payload = memoryview(data)[head + length:]
-    sizes = [int(np.prod(s)) * _FLOAT.itemsize for s in shapes]
+    sizes = [math.prod(s) * _FLOAT.itemsize for s in shapes]
     if (not ok or len(shapes) % 2 or any(n < 0 for s in shapes for n in s) or sum(sizes) != len(payload)
             or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256")):
         return None
