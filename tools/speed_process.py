@@ -185,13 +185,18 @@ def save_torch_weights(model_path: Path, dest: Path) -> None:
                 "biases": [torch.from_numpy(b) for _, b in weights.arrays]}, dest)
 
 
-def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if run.returncode != 0:
-        raise SystemExit(f"failed ({run.returncode}): {' '.join(cmd)}\n{run.stderr[-2000:]}")
-    return seconds
+def timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all its threads) of one process, run to its end."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err.read()[-2000:].decode()}")
+    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def max_level_difference(a: Path, b: Path) -> int:
@@ -228,14 +233,19 @@ def run_pairs(args, arch: str, tmp: Path, env: dict) -> dict:
             timed(*sides[side])                        # fills the weight and Numba caches, untimed
     names = list(sides)
     times = {side: [] for side in names}
+    cpu = {side: [] for side in names}
     loads = []
     for rep in range(args.repeat):
         for side in names[rep % len(names):] + names[:rep % len(names)]:
             loads.append(load_average())
-            times[side].append(timed(*sides[side]))
+            wall, used = timed(*sides[side])
+            times[side].append(wall)
+            cpu[side].append(used)
     med = {side: statistics.median(t) for side, t in times.items()}
-    return {"arch": arch, "seconds": med, "runs": times, "load": loads,
-            "ratio": {side: med[side] / med["torch"] for side in names if side != "torch"},
+    med_cpu = {side: statistics.median(t) for side, t in cpu.items()}
+    return {"arch": arch, "seconds": med, "runs": times, "cpu_seconds": med_cpu, "cpu_runs": cpu,
+            "load": loads, "ratio": {side: med[side] / med["torch"] for side in names if side != "torch"},
+            "cpu_ratio": {side: med_cpu[side] / med_cpu["torch"] for side in names if side != "torch"},
             "max_level_diff": {side: max_level_difference(outs[side], outs["torch"])
                                for side in names if side != "torch"}}
 
@@ -243,8 +253,8 @@ def run_pairs(args, arch: str, tmp: Path, env: dict) -> dict:
 def startup(args, env: dict) -> dict:
     """Medians over ``--repeat`` fresh processes of each start-up step."""
     model_path = find_model(args, "cunet" if "cunet" in args.archs else args.archs.split(",")[0])
-    bare = [timed([sys.executable, "-c", "pass"], env) for _ in range(args.repeat)]
-    imports = [timed([sys.executable, "-c", "import w2x.cli.main"], env) for _ in range(args.repeat)]
+    bare = [timed([sys.executable, "-c", "pass"], env)[0] for _ in range(args.repeat)]
+    imports = [timed([sys.executable, "-c", "import w2x.cli.main"], env)[0] for _ in range(args.repeat)]
     inside = []
     for _ in range(args.repeat):
         run = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--startup-child",
@@ -261,14 +271,17 @@ def startup(args, env: dict) -> dict:
 
 def report(pairs: list[dict], start: dict | None, args) -> None:
     print(f"# whole processes, 2x of {args.image.name}, {args.threads} threads, median of {args.repeat} "
-          f"alternating runs; max|diff| in 8-bit levels against torch's PNG; load averages in [ ]")
-    print(f"{'arch':9} {'side':9} {'seconds':>8} {'/torch':>7} {'max|diff|':>9}  runs")
+          f"alternating runs: wall and CPU (all threads) seconds; max|diff| in 8-bit levels against "
+          f"torch's PNG; load averages in [ ]")
+    print(f"{'arch':9} {'side':9} {'wall s':>7} {'/torch':>7} {'CPU s':>7} {'/torch':>7} {'max|diff|':>9}  wall runs")
     for r in pairs:
         for side, seconds in r["seconds"].items():
             ratio = f"{r['ratio'][side]:7.2f}" if side in r["ratio"] else f"{'-':>7}"
+            cpu_ratio = f"{r['cpu_ratio'][side]:7.2f}" if side in r["cpu_ratio"] else f"{'-':>7}"
             diff = f"{r['max_level_diff'][side]:9d}" if side in r["max_level_diff"] else f"{'-':>9}"
             runs = " ".join(f"{t:.2f}" for t in r["runs"][side])
-            print(f"{r['arch']:9} {side:9} {seconds:8.2f} {ratio} {diff}  {runs}")
+            print(f"{r['arch']:9} {side:9} {seconds:7.2f} {ratio} {r['cpu_seconds'][side]:7.2f} {cpu_ratio} "
+                  f"{diff}  {runs}")
         print(f"{'':9} load [{' '.join(r['load'])}]")
     if start:
         print(f"\n# start-up ({start['model']}), medians of {args.repeat} processes [load {start['load']}]")
