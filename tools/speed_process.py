@@ -44,7 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).resolve()
+ROOT = SCRIPT.parents[1]
 SHARED = ROOT.parent / "shared"
 ARCHS = ("vgg_7", "upconv_7", "cunet")
 MODEL_FILE = "scale2.0x_model"
@@ -189,7 +190,8 @@ def timed(cmd: list[str], env: dict) -> tuple[float, float]:
     """(wall seconds, CPU seconds of all its threads) of one process, run to its end."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        # cwd: not a checkout, whose w2x/ would come first on sys.path whatever PYTHONPATH says
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=tempfile.gettempdir())
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -222,7 +224,7 @@ def run_pairs(args, arch: str, tmp: Path, env: dict) -> dict:
         return [sys.executable, "-m", "w2x", "-i", str(args.image), "-o", str(outs[side]), "-m", "scale",
                 "--style", f"{arch}/art", "-j", str(args.threads), "-q", "--backend", "numba"]
     sides = {"w2x": (w2x("w2x"), env),
-             "torch": ([sys.executable, __file__, "--threads", str(args.threads), "--png-level",
+             "torch": ([sys.executable, str(SCRIPT), "--threads", str(args.threads), "--png-level",
                         str(PNG_COMPRESS_LEVEL), "--torch-child", str(weights), str(args.image),
                         str(outs["torch"])], env)}
     if args.baseline:
@@ -257,8 +259,9 @@ def startup(args, env: dict) -> dict:
     imports = [timed([sys.executable, "-c", "import w2x.cli.main"], env)[0] for _ in range(args.repeat)]
     inside = []
     for _ in range(args.repeat):
-        run = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--startup-child",
-                              str(model_path), str(args.image)], env=env, capture_output=True, text=True)
+        run = subprocess.run([sys.executable, str(SCRIPT), "--threads", str(args.threads), "--startup-child",
+                              str(model_path), str(args.image)], env=env, capture_output=True, text=True,
+                             cwd=tempfile.gettempdir())
         if run.returncode != 0:
             raise SystemExit(f"start-up child failed:\n{run.stderr[-2000:]}")
         inside.append(json.loads(run.stdout.splitlines()[-1]))
@@ -298,6 +301,7 @@ def main(argv=None) -> int:
     if args.startup_child:
         return startup_child(args)
     sys.path.insert(0, str(ROOT))
+    args.image, args.model_dir = args.image.resolve(), args.model_dir.resolve()
     with tempfile.TemporaryDirectory(prefix="w2x-speed-process-") as tmp:
         tmp = Path(tmp)
         env = child_env(args, tmp / "cache")
