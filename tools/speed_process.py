@@ -64,6 +64,7 @@ def parse_args(argv):
                    default=Path(os.environ.get("W2X_MODEL_DIR", SHARED / "weights")),
                    help="root laid out as <arch>/<style>/<name>.json[.gz]")
     p.add_argument("--no-startup", action="store_true", help="skip the start-up breakdown")
+    p.add_argument("--startup-only", action="store_true", help="only the start-up breakdown")
     p.add_argument("--baseline", type=Path, metavar="ROOT",
                    help="also time the w2x of this source tree (e.g. `git archive` of an older "
                         "commit), in the same alternation: before/after figures in one run")
@@ -133,6 +134,9 @@ def startup_child(args) -> int:
     from w2x.nn.backend import get_backend
     be = get_backend("numba")
     mark("numba backend import")
+    from w2x.cli import machine
+    machine.start_numba(be.name)                   # as the command does, before its first tile
+    mark("numba target start")
     from w2x import weight_cache
     from w2x.nn import models
     model_path, image = args.startup_child
@@ -273,6 +277,13 @@ def startup(args, env: dict) -> dict:
 
 
 def report(pairs: list[dict], start: dict | None, args) -> None:
+    if pairs:
+        report_pairs(pairs, args)
+    if start:
+        report_startup(start, args)
+
+
+def report_pairs(pairs: list[dict], args) -> None:
     print(f"# whole processes, 2x of {args.image.name}, {args.threads} threads, median of {args.repeat} "
           f"alternating runs: wall and CPU (all threads) seconds; max|diff| in 8-bit levels against "
           f"torch's PNG; load averages in [ ]")
@@ -286,10 +297,12 @@ def report(pairs: list[dict], start: dict | None, args) -> None:
             print(f"{r['arch']:9} {side:9} {seconds:7.2f} {ratio} {r['cpu_seconds'][side]:7.2f} {cpu_ratio} "
                   f"{diff}  {runs}")
         print(f"{'':9} load [{' '.join(r['load'])}]")
-    if start:
-        print(f"\n# start-up ({start['model']}), medians of {args.repeat} processes [load {start['load']}]")
-        for key, value in start["steps"].items():
-            print(f"{key:32} {value:8.3f} s" if "numba c" not in key else f"{key:32} {value:8.0f}")
+
+
+def report_startup(start: dict, args) -> None:
+    print(f"\n# start-up ({start['model']}), medians of {args.repeat} processes [load {start['load']}]")
+    for key, value in start["steps"].items():
+        print(f"{key:32} {value:8.3f} s" if "numba c" not in key else f"{key:32} {value:8.0f}")
 
 
 def main(argv=None) -> int:
@@ -306,7 +319,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         env = child_env(args, tmp / "cache")
         pairs = []
-        for arch in args.archs.split(","):
+        for arch in [] if args.startup_only else args.archs.split(","):
             pairs.append(run_pairs(args, arch, tmp, env))
             print(f"# {arch} done", file=sys.stderr)
         start = None if args.no_startup else startup(args, env)
