@@ -65,12 +65,7 @@ def load_model(path: str | Path) -> Model:
     if folder is None:
         return models.load_model(path)
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ModelFormatError(f"{path}: not a readable waifu2x JSON model ({e})") from None
+    raw = models.read_model_file(path)
     source = hashlib.sha256(raw).hexdigest()
     entry = folder / f"{source}{SUFFIX}"
     weights = read_entry(entry, source)

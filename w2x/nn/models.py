@@ -125,14 +125,18 @@ def load_model(path: str | Path) -> Model:
         invalid JSON, missing keys, wrong layer count, a layer whose shape differs from the
         architecture's, or non-finite numbers; the message names the file and the layer.
     """
+    return model_from_weights(parse_model_json(read_model_file(path), path), path)
+
+
+def read_model_file(path: str | Path) -> bytes:
+    """The bytes of a model file; FileNotFoundError or ModelFormatError as ``load_model``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise ModelFormatError(f"{path}: not a readable waifu2x JSON model ({e})") from None
-    return model_from_weights(parse_model_json(raw, path), path)
 
 
 def parse_model_json(raw: bytes, path: str | Path = "<memory>") -> ModelWeights:
