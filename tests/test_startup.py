@@ -52,7 +52,7 @@ def _modules_of_a_run(tmp_path: Path, *options: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("W2X_BACKEND", None)
     run = subprocess.run([sys.executable, "-c", _CHILD, "-i", str(src), "-o", str(dst), "-q",
-                          "--style", "vgg_7/art", "-m", "scale", *options],
+                          "--style", "upconv_7/art", "-m", "scale", *options],
                          capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr
     found = json.loads(run.stdout.splitlines()[-1])
