@@ -7,7 +7,10 @@ file under ../shared is reported as skipped, not failed (``_skip_if_shared_is_mi
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,13 @@ if MODEL_DIR.is_dir():
     os.environ["W2X_MODEL_DIR"] = str(MODEL_DIR)
 else:
     os.environ.pop("W2X_MODEL_DIR", None)
+
+
+# The user cache (downloaded models, parsed weights) is a fresh folder for the whole session,
+# removed at exit: the tests never read nor write the real one.  Subprocesses inherit it.
+_CACHE = tempfile.mkdtemp(prefix="w2x-test-cache-")
+os.environ["W2X_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 def _skip_if_shared_is_missing(outcome) -> None:

@@ -340,8 +340,9 @@ def test_quiet_and_bar(tmp_path, capsys, lena, neko):
 
 @pytest.fixture
 def no_models(tmp_path, monkeypatch):
-    """No model anywhere: an empty $W2X_MODEL_DIR, an empty cache and no bundle."""
-    from w2x import store
+    """No model anywhere: an empty $W2X_MODEL_DIR, an empty cache and no bundle (but the
+    download table, read from the real weights/ when w2x.download is first imported)."""
+    from w2x import download, store  # noqa: F401  (download: imported before the patch)
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("W2X_MODEL_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("W2X_CACHE_DIR", str(tmp_path / "cache"))
@@ -616,7 +617,7 @@ def test_one_bar_over_all_passes_never_goes_back(tmp_path, capsys, neko):
 
 
 def test_text_bar_never_goes_back(tmp_path, capsys, neko, monkeypatch):
-    from w2x.cli import progress
+    import tqdm                     # w2x.cli.progress imports tqdm.tqdm only to draw bars
     positions = []
 
     class FakeBar:
@@ -629,7 +630,7 @@ def test_text_bar_never_goes_back(tmp_path, capsys, neko, monkeypatch):
 
         def close(self):
             pass
-    monkeypatch.setattr(progress, "tqdm", FakeBar)
+    monkeypatch.setattr(tqdm, "tqdm", FakeBar)
     monkeypatch.setattr(FakeBar, "write", staticmethod(lambda line, file: file.write(line + "\n")),
                         raising=False)
     rc, _, _ = run(capsys, "-i", neko, "-o", tmp_path / "x.png", *FAST[:-2], "-s", "4",

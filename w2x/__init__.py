@@ -9,7 +9,14 @@ from w2x import reconstruct
 from w2x.api import convert, load_model
 from w2x.nn.models import Model, ModelConfig, ModelFormatError
 from w2x.pipeline import Options
-from w2x.version import __version__
 
 __all__ = ["Model", "ModelConfig", "ModelFormatError", "Options", "__version__", "convert", "load_model",
            "reconstruct"]
+
+
+def __getattr__(name: str):
+    """``w2x.__version__``, read when first asked for (installed metadata costs ~20 ms)."""
+    if name == "__version__":
+        from w2x.version import __version__
+        return __version__
+    raise AttributeError(f"module 'w2x' has no attribute {name!r}")

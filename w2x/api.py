@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from w2x import pipeline
+from w2x import pipeline, weight_cache
 from w2x.alpha import split_alpha
 from w2x.anyscale import Target
 from w2x.color import check_unit_range, quantize, rgb2y, to_unit_float
@@ -71,14 +71,14 @@ def load_model(name_or_path: str | Path) -> models.Model:
     finds models (``--model-dir``'s search order: ``$W2X_MODEL_DIR``, the cache, the bundle)."""
     path = Path(name_or_path)
     if path.is_file() or path.suffix in (".json", ".gz"):
-        return models.load_model(path)
+        return weight_cache.load_model(path)
     parts = str(name_or_path).strip("/").split("/")
     if len(parts) != 3:
         raise FileNotFoundError(f"model file not found: {name_or_path}; expected a file, or a "
                                 "name <arch>/<style>/<file> such as upconv_7/art/scale2.0x")
     arch, style, name = parts
     name = name if name.endswith("_model") else f"{name}_model"
-    return models.load_model(find_model(name, style=f"{arch}/{style}"))
+    return weight_cache.load_model(find_model(name, style=f"{arch}/{style}"))
 
 
 def _check_array(image) -> np.ndarray:

@@ -44,6 +44,7 @@ def rgb2y(x: np.ndarray) -> np.ndarray:
 # down by epsilon")
 CLIP_EPS8 = (0.5 - 0.5e-7) / 255
 CLIP_EPS16 = (0.5 - 0.5e-7) / 65535
+QUANTIZE_BLOCK = 1 << 20   # samples rounded at a time by quantize (4 MB of float32)
 
 
 def quantize(x: np.ndarray, depth: int) -> np.ndarray:
@@ -59,7 +60,10 @@ def quantize(x: np.ndarray, depth: int) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        ``floor(clip(x + CLIP_EPS, 0, 1) * (2**depth - 1))`` as uint8 (depth 8) or uint16.
+        ``floor(clip(x + CLIP_EPS, 0, 1) * (2**depth - 1))`` as uint8 (depth 8) or uint16,
+        C-contiguous.  Computed :data:`QUANTIZE_BLOCK` samples at a time (element by element,
+        so the same numbers), so that no float copy of a large image is ever made: for an
+        8000x8000 RGB output that copy was 768 MB.
 
     References
     ----------
@@ -68,10 +72,15 @@ def quantize(x: np.ndarray, depth: int) -> np.ndarray:
     if depth not in (8, 16):
         raise ValueError(f"depth must be 8 or 16, got {depth!r}")
     eps, top, dtype = (CLIP_EPS8, 255, np.uint8) if depth == 8 else (CLIP_EPS16, 65535, np.uint16)
-    y = np.asarray(x, dtype=np.float32) + np.float32(eps)
-    np.clip(y, 0, 1, out=y)
-    y *= np.float32(top)
-    return np.floor(y, out=y).astype(dtype)
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype)
+    flat_in, flat_out = x.reshape(-1), out.reshape(-1)      # a copy of x only if it is not contiguous
+    for start in range(0, flat_in.size, QUANTIZE_BLOCK):
+        y = flat_in[start:start + QUANTIZE_BLOCK].astype(np.float32) + np.float32(eps)
+        np.clip(y, 0, 1, out=y)
+        y *= np.float32(top)
+        flat_out[start:start + QUANTIZE_BLOCK] = np.floor(y, out=y)
+    return out
 
 
 def check_unit_range(x: np.ndarray) -> None:

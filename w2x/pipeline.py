@@ -21,9 +21,10 @@ from w2x import anyscale, reconstruct
 from w2x.alpha import make_border
 from w2x.anyscale import Target
 from w2x.nn.backend import get_backend
-from w2x.nn.models import Model, load_model
+from w2x.nn.models import Model
 from w2x.reconstruct import ProgressFn
 from w2x.store import MODES, ModelNotFoundError, model_filename, resolve_model
+from w2x.weight_cache import load_model
 
 # composite() calls the original's reconstruct.scale(model2x, 2.0, alpha) with no block size, which falls
 # back to 128 (alpha_util.lua:53, reconstruct.lua scale_rgb `block_size or 128`).

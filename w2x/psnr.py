@@ -31,11 +31,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from w2x import atomic, reconstruct
-from w2x.nn.models import load_model
 from w2x.anyscale import PASS_FACTOR
 from w2x.io.write import jpeg_round_trip
 from w2x.resize import gm_resize
 from w2x.store import find_model, model_filename
+from w2x.weight_cache import load_model
 
 # benchmark.lua:91-99 rgb2y_matlab: MATLAB rgb2ycbcr luma, video range 16-235 (`-range_bug 1`).
 Y_WEIGHTS = (65.481, 128.553, 24.966)

@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import platformdirs
-
 # web.lua:54-55: the web server's two styles and the model folder each one loads.
 STYLES = {"art": "cunet/art", "photo": "upconv_7/photo"}
 
@@ -150,14 +148,21 @@ def model_filename(mode, noise_level=None):
     return _FILENAME_FORMATS[mode].format(n=noise_level)
 
 
-def cache_root():
-    """Root of the downloaded models: ``user_cache_dir("w2x")/models``.
+def cache_base():
+    """w2x's user cache folder: ``platformdirs.user_cache_dir("w2x")``, or
+    ``$W2X_CACHE_DIR`` when set (the tests set it, so that they never touch the real cache).
+    It holds ``models/`` (:func:`cache_root`) and ``weights/`` (``w2x.weight_cache``); it may
+    not exist yet."""
+    base = os.environ.get(CACHE_DIR_ENV)
+    if not base:
+        import platformdirs   # only where $W2X_CACHE_DIR is unset
+        base = platformdirs.user_cache_dir("w2x")
+    return Path(base).expanduser()
 
-    ``$W2X_CACHE_DIR`` replaces ``user_cache_dir("w2x")`` when set (tests use it so that
-    they never touch the real cache). The folder may not exist yet.
-    """
-    base = os.environ.get(CACHE_DIR_ENV) or platformdirs.user_cache_dir("w2x")
-    return Path(base).expanduser() / "models"
+
+def cache_root():
+    """Root of the downloaded models: ``cache_base()/models`` (may not exist yet)."""
+    return cache_base() / "models"
 
 
 def weights_dir():

@@ -14,9 +14,9 @@ from typing import Callable, Protocol
 
 from w2x import anyscale, pipeline
 from w2x.workload import FileTiles, TileProgress, count_tiles
-from w2x.io import DEFAULT_MAX_PIXELS, Animation, Picture, read_frames, write_frames, write_image
+from w2x.io import DEFAULT_MAX_PIXELS, Animation, Picture, read_frames, write_frames
 from w2x.cli.files import Job, UsageError
-from w2x.io.write import ANIMATION_FORMATS, STILL_FORMATS
+from w2x.io.write import ANIMATION_FORMATS, STILL_FORMATS, quantize_image, write_samples
 from w2x.pipeline import Options, Plan
 
 # Files a directory scan picks up (what io reads and writes); named files are always tried.
@@ -169,18 +169,25 @@ def convert_file(src: Path, dst: Path, conv: Conversion, *,
         raise ValueError(f"{src}: animations are written with 8 bits per sample; "
                          "drop --depth 16 for it")
     if tiles is not None:
-        first = anim.frames[0]
         tiles.planned(len(anim.frames) * count_tiles(
-            *first.rgb.shape[1:], first.alpha is not None, conv.opts, conv.target, plans))
+            *anim.frames[0].rgb.shape[1:], anim.frames[0].alpha is not None, conv.opts,
+            conv.target, plans))
     frames = [_convert_picture(pic, conv, plans, tiles) for pic in anim.frames]
+    h, w = frames[0].rgb.shape[1:]
     if animated or suffix not in STILL_FORMATS:
         write_frames(dst, Animation(frames, anim.durations, anim.loop, anim.disposal),
                      quality=conv.quality)
-    else:
-        pic = frames[0]
-        write_image(dst, pic.rgb, pic.alpha, pic.meta, depth=conv.depth, quality=conv.quality,
-                    background=conv.background)
-    h, w = frames[0].rgb.shape[1:]
+        return w, h
+    # A still image: the float planes, the input's and then the output's, are let go before
+    # the file is encoded, which then holds only the integer samples (for an 8000x8000 RGB
+    # output: 192 MB instead of 768 + 192 + 192 MB).
+    del anim
+    pic = frames.pop()
+    ready = quantize_image(dst, pic.rgb, pic.alpha, pic.meta, depth=conv.depth,
+                           background=conv.background)
+    meta = pic.meta
+    del pic
+    write_samples(dst, ready, meta, quality=conv.quality)
     return w, h
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -74,6 +75,28 @@ def resolve_backend(name: str, precision: str = "fp32") -> tuple[str, str | None
         return chosen, (f"--backend auto runs on numpy, several times slower than numba: {why}; "
                         "pip install 'w2x[cpu]'")
     return chosen, None
+
+
+def start_numba(backend: str) -> None:
+    """Start Numba's CPU target now, with SciPy hidden, when the run uses the numba backend.
+
+    When its target starts (at the first compiled kernel the process runs), Numba imports
+    ``scipy.linalg`` (0.15-0.3 s of start-up) only to learn whether ``np.dot`` and
+    ``np.linalg`` may be compiled in jitted code (numba/np/arraymath.py ``_check_blas``).
+    w2x's kernels call no BLAS from jitted code (their GEMMs are NumPy's ``matmul``, called
+    from Python), so the command line, which owns its process, starts the target while
+    ``import scipy.linalg`` fails.  A kernel that did call ``np.dot`` would then fail to
+    compile in the ``w2x`` command (tests/test_startup.py runs it).  Where scipy.linalg is
+    already imported, or for another backend, nothing is done; the library never does this.
+    """
+    if backend != "numba" or "scipy.linalg" in sys.modules:
+        return
+    from numba.core.registry import cpu_target
+    sys.modules["scipy.linalg"] = None             # `import scipy.linalg...` raises ImportError
+    try:
+        cpu_target.target_context.refresh()        # what Numba runs before its first kernel
+    finally:
+        del sys.modules["scipy.linalg"]
 
 
 def model_paths(plans: dict[str, Plan]) -> list[str]:

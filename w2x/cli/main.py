@@ -24,20 +24,24 @@ import sys
 from pathlib import Path
 
 from w2x import anyscale, pipeline, reconstruct
-from w2x.cli import batch, machine, models, psnr, spellings
+from w2x.cli import batch, machine, spellings
 from w2x.cli import files
-from w2x.cli import train as train_cli
-from w2x.cli import visualize as visualize_cli
 from w2x.distributed import cli as dcli          # imports no Dask
-from w2x.web import cli as web_cli               # imports no Starlette
 from w2x.cli.progress import PROGRESS_KINDS, make_reporter
 from w2x.io import DEFAULT_MAX_PIXELS
 from w2x.nn.backend import BACKENDS, PRECISIONS
 from w2x.pipeline import MODES, Options
 from w2x.store import STYLES, ModelNotFoundError
-from w2x.version import __version__
 
-SUBCOMMANDS = ("models", "benchmark", "serve", "train", "visualize")
+# The subcommands and their one-line help; each one's parser (and its modules: downloads,
+# PSNR, training, the web server) is built only when it is on the command line.
+SUBCOMMANDS = {
+    "models": "list or download waifu2x models",
+    "benchmark": "PSNR benchmark of the original's tools/benchmark.lua",
+    "serve": "the waifu2x web page and API (w2x[web])",
+    "train": "train or fine-tune a model (the original's train.lua recipe)",
+    "visualize": "pictures of every layer's output for an image (for learners)",
+}
 COMMANDS_METAVAR = "{" + ",".join(SUBCOMMANDS) + "}"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130   # 130 = 128 + SIGINT
 NO_DENOISE = -1               # waifu2x-ncnn-vulkan's -n -1: no denoising, i.e. -m scale
@@ -111,6 +115,15 @@ def _check_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
             raise OptionError(parser.prog, _unknown_option(parser, arg))
 
 
+class _Version(argparse.Action):
+    """``--version``: ``w2x X.Y.Z`` on stdout, the version read only then (w2x.version)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from w2x.version import __version__
+        print(f"w2x {__version__}")
+        parser.exit()
+
+
 def _quality(text: str) -> int:
     q = int(text)
     if not 0 <= q <= 100:
@@ -118,13 +131,15 @@ def _quality(text: str) -> int:
     return q
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(subcommand: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the conversion's options, with ``subcommand``'s full parser (the
+    others answer ``--help`` with their help line only)."""
     p = _Parser(
         prog="w2x", description="waifu2x: denoise and upscale images with the original models.",
         epilog="The original's spellings work too (-noise_level 1 -crop_size 128 -tta 1 ...), "
                "and waifu2x-ncnn-vulkan's -t -x -j -g -v -f -n -1. "
                "Exit codes: 0 ok, 1 some file failed, 2 usage error.")
-    p.add_argument("--version", action="version", version=f"w2x {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     io_ = p.add_argument_group("files")
     io_.add_argument("-i", "--input", nargs="+", action="extend", default=[], metavar="IN",
                      help="image files, directories or glob patterns")
@@ -194,15 +209,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands = p.add_subparsers(dest="subcommand", metavar=COMMANDS_METAVAR,
                                 parser_class=_Parser)
-    models.add_parser(commands)
-    psnr.add_parser(commands)
-    train_cli.add_parser(commands)
-    visualize_cli.add_parser(commands)
-    serve = commands.add_parser("serve", prog="w2x serve", help="the waifu2x web page and API (w2x[web])",
-                                description="Serve the waifu2x web page and its API (pip install 'w2x[web]').")
-    web_cli.add_arguments(serve)
-    serve.set_defaults(command=web_cli.run)
+    for name, line in SUBCOMMANDS.items():
+        if name == subcommand:
+            _add_subcommand(commands, name)
+        else:
+            commands.add_parser(name, help=line)
     return p
+
+
+def _add_subcommand(commands, name: str) -> None:
+    if name == "models":
+        from w2x.cli import models
+        models.add_parser(commands)
+    elif name == "benchmark":
+        from w2x.cli import psnr
+        psnr.add_parser(commands)
+    elif name == "train":
+        from w2x.cli import train
+        train.add_parser(commands)
+    elif name == "visualize":
+        from w2x.cli import visualize
+        visualize.add_parser(commands)
+    else:
+        from w2x.web import cli as web_cli               # imports no Starlette
+        serve = commands.add_parser("serve", prog="w2x serve", help=SUBCOMMANDS["serve"],
+                                    description="Serve the waifu2x web page and its API "
+                                                "(pip install 'w2x[web]').")
+        web_cli.add_arguments(serve)
+        serve.set_defaults(command=web_cli.run)
 
 
 def _conversion(args) -> batch.Conversion:
@@ -260,6 +294,7 @@ def _convert(args) -> int:
         jobs = files.plan_jobs(sources, args.output, mode=conv.opts.mode, fmt=args.format)
         files.prepare_output_dirs(jobs)
         backend, note = machine.resolve_backend(conv.opts.backend, conv.opts.precision)
+        machine.start_numba(backend)
         plans = _load_models(conv.opts)
         if plans is None:
             return EXIT_USAGE
@@ -297,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         at = _subcommand_at(parser, argv)          # the conversion's options come before it
+        if at < len(argv):
+            parser = build_parser(argv[at])
         head = spellings.translate(argv[:at])
         _check_options(parser, head)
         args = parser.parse_args(head + argv[at:])

@@ -16,7 +16,7 @@ PROG = "w2x models"
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """Add ``models list|download`` to the subcommands of the ``w2x`` parser."""
-    p = commands.add_parser("models", prog=PROG, help="list or download waifu2x models",
+    p = commands.add_parser("models", prog=PROG,
                             description="List or download waifu2x models.")
     actions = p.add_subparsers(dest="models_command", required=True, metavar="{list,download}")
     # prog: errors read "w2x models: error: ..." whichever action they are about

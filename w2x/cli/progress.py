@@ -30,8 +30,6 @@ import json
 import sys
 from typing import TextIO
 
-from tqdm import tqdm
-
 from w2x.cli.batch import Outcome, Reporter, Summary
 
 from w2x.cli.files import Job
@@ -58,15 +56,19 @@ class TextReporter(Reporter):
         self.bars, self.quiet, self.how = bars and not quiet, quiet, how
         self.stream = stream or sys.stderr
         self._files = self._tiles = None
+        self._tqdm = None
+        if self.bars:
+            from tqdm import tqdm        # only with bars: a plain run does not import it
+            self._tqdm = tqdm
 
     def start(self, n_files):
         if self.bars and n_files > 1:
-            self._files = tqdm(total=n_files, unit="file", desc="w2x", file=self.stream,
+            self._files = self._tqdm(total=n_files, unit="file", desc="w2x", file=self.stream,
                                dynamic_ncols=True)
 
     def begin(self, job, n_files):
         if self.bars:
-            self._tiles = tqdm(total=0, unit="tile", desc=job.src.name, file=self.stream,
+            self._tiles = self._tqdm(total=0, unit="tile", desc=job.src.name, file=self.stream,
                                leave=False, delay=LONG_WORK_S, dynamic_ncols=True,
                                position=1 if self._files is not None else 0)
 
@@ -101,7 +103,10 @@ class TextReporter(Reporter):
             self._write(f"w2x: failed: {job.src}: {_reason(job, error)}")
 
     def _write(self, line: str) -> None:
-        tqdm.write(line, file=self.stream)             # above the bars, never through them
+        if self._tqdm is None:
+            print(line, file=self.stream, flush=True)
+        else:
+            self._tqdm.write(line, file=self.stream)   # above the bars, never through them
 
 
 class JsonReporter(Reporter):

@@ -23,7 +23,7 @@ PROG = "w2x benchmark"
 def add_parser(commands) -> argparse.ArgumentParser:
     """Add ``benchmark`` to the subcommands of the ``w2x`` parser."""
     p = commands.add_parser(
-        "benchmark", prog=PROG, help="PSNR benchmark of the original's tools/benchmark.lua",
+        "benchmark", prog=PROG,
         description="PSNR benchmark as the original's tools/benchmark.lua "
                     "-filter Catrom -color y -range_bug 1 (prints a markdown table).")
     p.add_argument("dataset_dir", help="folder of ground-truth images (e.g. ../shared/datasets/BSD100)")

@@ -23,7 +23,7 @@ PROG = "w2x train"
 def add_parser(commands) -> argparse.ArgumentParser:
     """Add ``train`` to the subcommands of the ``w2x`` parser."""
     p = commands.add_parser(
-        "train", prog=PROG, help="train or fine-tune a model (the original's train.lua recipe)",
+        "train", prog=PROG,
         description="Train a waifu2x model with the original recipe (ClippedWeightedHuber, Adam "
                     "0.00025 decayed per minibatch, batch 16, 64 patches per image, 4 inner passes); "
                     "writes MODEL.json, MODEL.ckpt.npz, MODEL.log.jsonl and MODEL.png.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +95,25 @@ def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None,
     L/LA output, an RGB profile RGB output even for grey pictures; a CMYK profile is not
     converted back and not embedded); gAMA is written back for PNG only.
     """
+    ready = quantize_image(path, rgb, alpha, meta, depth=depth, background=background)
+    write_samples(path, ready, meta, quality=quality, lossless=lossless)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """An image rounded for its file (``quantize_image``), ready to encode (``write_samples``)."""
+    fmt: str                     # the Pillow format of the path's extension
+    planes: np.ndarray           # uint8 or uint16 (C, H, W) in the output's colour space
+    alpha: np.ndarray | None     # the same type (1, H, W)
+    icc: bytes | None            # the profile to embed
+
+
+def quantize_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None,
+                   meta: ImageMeta | None = None, *, depth: int = 8, background=None) -> Samples:
+    """``write_image``'s first half: the checks, the flattening onto ``background``, the
+    output colour and the rounding.  A caller that drops ``rgb`` before ``write_samples``
+    keeps only the integer samples while the file is encoded (a quarter of the float
+    planes' memory at 8 bits).  Raises as ``write_image``."""
     path = Path(path)
     fmt = _format_of(path, STILL_FORMATS, "still image")
     _check_planes(rgb, alpha)
@@ -113,12 +132,17 @@ def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None,
         rgb = rgb * alpha + _background(background, path) * (1 - alpha)
         alpha = None
     x, icc = _output_colour(rgb, meta)
-    samples = quantize(x, depth)                          # (C, H, W)
-    alpha_q = None if alpha is None else quantize(alpha, depth)
-    if fmt == "PNG":
-        data = _encode_png(samples, alpha_q, meta, icc)
+    return Samples(fmt, quantize(x, depth), None if alpha is None else quantize(alpha, depth), icc)
+
+
+def write_samples(path, ready: Samples, meta: ImageMeta | None = None, *, quality: int | None = None,
+                  lossless: bool | None = None) -> None:
+    """``write_image``'s second half: encode ``ready`` in its format, write it atomically."""
+    path = Path(path)
+    if ready.fmt == "PNG":
+        data = _encode_png(ready.planes, ready.alpha, meta, ready.icc)
     else:
-        data = _encode_pillow(_to_pil(samples, alpha_q), fmt, path, meta, icc,
+        data = _encode_pillow(_to_pil(ready.planes, ready.alpha), ready.fmt, path, meta, ready.icc,
                               quality=quality, lossless=lossless)
     _write_atomic(path, data)
 
@@ -244,7 +268,8 @@ def _to_pil(samples: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
     planes = samples if alpha is None else np.concatenate([samples, alpha])
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes.shape[0]]
     hwc = np.ascontiguousarray(planes.transpose(1, 2, 0))  # (C, H, W) -> (H, W, C)
-    return Image.frombytes(mode, (hwc.shape[1], hwc.shape[0]), hwc.tobytes())
+    # from the array's memory, not from a bytes copy of it (192 MB more at 8000x8000 RGB)
+    return Image.frombuffer(mode, (hwc.shape[1], hwc.shape[0]), hwc, "raw", mode, 0, 1)
 
 
 def _encode_pillow(im: Image.Image, fmt: str, path: Path, meta: ImageMeta | None,

@@ -99,6 +99,16 @@ class Model:
                 f"offset={c.offset}, path={self.path!r})")
 
 
+@dataclass(frozen=True)
+class ModelWeights:
+    """A model's numbers as the JSON holds them, before any layer is built: the architecture,
+    the channels, and per layer of ``arch.spec(channels)`` its float32 weight in torch's
+    layout (conv (OC, C, k, k), deconv (C, OC, k, k)) and bias (OC,)."""
+    arch_name: str
+    channels: int
+    arrays: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
 def load_model(path: str | Path) -> Model:
     """Load an original waifu2x JSON model (``.json`` or ``.json.gz``).
 
@@ -115,11 +125,25 @@ def load_model(path: str | Path) -> Model:
         invalid JSON, missing keys, wrong layer count, a layer whose shape differs from the
         architecture's, or non-finite numbers; the message names the file and the layer.
     """
+    return model_from_weights(parse_model_json(read_model_file(path), path), path)
+
+
+def read_model_file(path: str | Path) -> bytes:
+    """The bytes of a model file; FileNotFoundError or ModelFormatError as ``load_model``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
+    except OSError as e:
+        raise ModelFormatError(f"{path}: not a readable waifu2x JSON model ({e})") from None
+
+
+def parse_model_json(raw: bytes, path: str | Path = "<memory>") -> ModelWeights:
+    """The numbers of a JSON model file's bytes (gzip or not), checked layer by layer
+    against the architecture's spec; raises ``ModelFormatError`` as ``load_model`` says."""
+    path = Path(path)
+    try:
         if raw[:2] == b"\x1f\x8b":  # gzip magic
             raw = gzip.decompress(raw)
         entries = json.loads(raw)
@@ -137,11 +161,43 @@ def load_model(path: str | Path) -> Model:
     specs = arch.spec(channels)
     if len(entries) != len(specs):
         raise ModelFormatError(f"{path}: {arch_name} has {len(specs)} layers, the file has {len(entries)}")
-    layers = {s.name: _build_layer(path, i, e, s) for i, (e, s) in enumerate(zip(entries, specs))}
+    arrays = tuple(_layer_arrays(path, i, e, s) for i, (e, s) in enumerate(zip(entries, specs)))
     for key, expected in (("offset", arch.offset), ("scale_factor", arch.scale_factor)):
         if key in cfg and int(cfg[key]) != expected:
             raise ModelFormatError(f"{path}: model_config.{key} is {cfg[key]}, {arch_name} has {expected}")
-    return Model(ModelConfig(arch, channels), layers, str(path))
+    return ModelWeights(arch_name, channels, arrays)
+
+
+def model_from_weights(weights: ModelWeights, path: str | Path = "<memory>") -> Model:
+    """The ``Model`` of ``weights``, checked against the architecture's layer spec (known
+    arch and channels, one float32 finite (weight, bias) pair per layer, of the spec's
+    shapes), so that numbers from anywhere (the JSON, a cache) run only when they fit."""
+    if weights.arch_name not in ARCHS:
+        raise ModelFormatError(f"{path}: architecture {weights.arch_name!r} is not supported; "
+                               f"expected one of {', '.join(ARCHS)}")
+    if weights.channels not in (1, 3):
+        raise ModelFormatError(f"{path}: expected 1 (Y) or 3 (RGB) channels, found {weights.channels}")
+    arch = ARCHS[weights.arch_name]
+    specs = arch.spec(weights.channels)
+    if len(weights.arrays) != len(specs):
+        raise ModelFormatError(f"{path}: {arch.name} has {len(specs)} layers, found {len(weights.arrays)}")
+    layers = {}
+    for spec, (w, b) in zip(specs, weights.arrays):
+        expected = (weight_shape(spec), np.float32), ((spec.out_channels,), np.float32)
+        if ((w.shape, w.dtype), (b.shape, b.dtype)) != expected:
+            raise ModelFormatError(f"{path}: layer {spec.name}: expected float32 weight {expected[0][0]} "
+                                   f"and bias {expected[1][0]}, found {w.dtype} {w.shape} and {b.dtype} {b.shape}")
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise ModelFormatError(f"{path}: layer {spec.name}: weight or bias contains NaN or infinity")
+        layers[spec.name] = _layer(spec, w, b)
+    return Model(ModelConfig(arch, weights.channels), layers, str(path))
+
+
+def weight_shape(spec: LayerSpec) -> tuple[int, int, int, int]:
+    """The torch weight shape of a layer: conv (OC, C, k, k), deconv (C, OC, k, k)."""
+    k = spec.k
+    return ((spec.out_channels, spec.in_channels, k, k) if spec.kind == "conv"
+            else (spec.in_channels, spec.out_channels, k, k))
 
 
 def _arch_name(path: Path, entries: list[dict]) -> str:
@@ -161,7 +217,7 @@ def _arch_name(path: Path, entries: list[dict]) -> str:
                            f"{len(entries)} layers (vgg_7/upconv_7 have 7, cunet/upcunet 30)")
 
 
-def _build_layer(path: Path, i: int, e: dict, spec: LayerSpec):
+def _layer_arrays(path: Path, i: int, e: dict, spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
     where = f"{path}: layer {i} ({spec.name})"
     missing = [k for k in _REQUIRED_KEYS if k not in e]
     if missing:
@@ -179,21 +235,21 @@ def _build_layer(path: Path, i: int, e: dict, spec: LayerSpec):
         b = np.asarray(e["bias"], dtype=np.float64)
     except (ValueError, TypeError):
         raise ModelFormatError(f"{where}: weight/bias are not numeric arrays") from None
-    k = spec.k
-    w_shape = ((spec.out_channels, spec.in_channels, k, k) if spec.kind == "conv"
-               else (spec.in_channels, spec.out_channels, k, k))
+    w_shape = weight_shape(spec)
     if w.shape != w_shape:
         raise ModelFormatError(f"{where}: weight has shape {w.shape}, expected {w_shape}")
     if b.shape != (spec.out_channels,):
         raise ModelFormatError(f"{where}: bias has shape {b.shape}, expected ({spec.out_channels},)")
-    if not (np.isfinite(w).all() and np.isfinite(b).all()):
-        raise ModelFormatError(f"{where}: weight or bias contains NaN or infinity")
-    w32, b32 = w.astype(np.float32), b.astype(np.float32)
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def _layer(spec: LayerSpec, w32: np.ndarray, b32: np.ndarray) -> Conv2d | ConvTranspose2d:
+    """The layer of torch-layout float32 weights, in the GEMM's forms."""
     if spec.kind == "conv":
-        return Conv2d(np.ascontiguousarray(w32.reshape(spec.out_channels, -1)), b32, k, spec.stride)
+        return Conv2d(np.ascontiguousarray(w32.reshape(spec.out_channels, -1)), b32, spec.k, spec.stride)
     # (C, OC, k, k) -> (C, OC*k*k) -> (OC*k*k, C)
     wt = np.ascontiguousarray(w32.reshape(spec.in_channels, -1).T)
-    return ConvTranspose2d(wt, b32, k, spec.stride, spec.pad)
+    return ConvTranspose2d(wt, b32, spec.k, spec.stride, spec.pad)
 
 
 def _describe(s: LayerSpec) -> str:
