@@ -62,6 +62,9 @@ MATMUL_SPLIT_MIN_COLUMNS = 4096
 # Column blocks per worker in a split matmul: > 1 lets a worker that another process slowed
 # down hand work to the other (dynamic scheduling).
 MATMUL_BLOCKS_PER_WORKER = 2
+# Per-thread GEMM result of one block of output rows of a transposed convolution, gathered
+# into the output while it is still in the core's 1 MiB L2.
+DECONV_BLOCK_BYTES = 1 << 20
 _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
 # Every GEMM here goes through this one name (NumPy's float32 matmul, BLAS sgemm), so that
 # tools/profile.py can time GEMMs apart from the transforms around them.
@@ -319,6 +322,80 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     _run_blocks([(lo, min(m, lo + step)) for lo in range(0, m, step)],
                 lambda blk: _gemm(a, b[:, blk[0]:blk[1]], out=out[:, blk[0]:blk[1]]))
     return out
+
+
+@njit(nogil=True, cache=True)
+def _deconv_gather(cols, y_lo, y_hi, w, kh, kw, stride, pad, bias, slope, n, oy0, oy1, y):
+    """y[o, n, oy0:oy1] = LeakyReLU(bias + the taps that reach these rows), from a block's GEMM
+    result ``cols[(o*kh + i)*kw + j, (yy - y_lo)*W + xx]`` for input rows y_lo <= yy < y_hi.
+
+    An output row takes the kernel rows of its phase only ((oy + pad - i) % stride == 0), and
+    within the row a tap (i, j) adds a unit-stride run of its column into the row's column
+    phase (j - pad) % stride: the sub-pixel form of the transposed convolution (for a 4x4
+    stride-2 kernel, four 2x2 convolutions).  Each row is summed in a buffer, in (i, j) order
+    from 0 as ``ops.col2im`` does, then bias + LeakyReLU, and stored once.
+    """
+    oc, ow = y.shape[0], y.shape[3]
+    bw = (ow + stride - 1) // stride
+    acc = np.empty((stride, bw), dtype=np.float32)    # acc[ph, b]: output column b*stride + ph
+    for o in range(oc):
+        bo = bias[o]
+        for oy in range(oy0, oy1):
+            acc[:, :] = 0.0
+            for i in range(kh):
+                t = oy + pad - i
+                if t < 0 or t % stride != 0 or t // stride < y_lo or t // stride >= y_hi:
+                    continue
+                base = (t // stride - y_lo) * w
+                for j in range(kw):
+                    row = (o * kh + i) * kw + j
+                    ph = (j - pad) % stride
+                    shift = (j - pad - ph) // stride    # input column xx -> acc[ph, xx + shift]
+                    x0 = max(0, (pad - j + stride - 1) // stride)
+                    x1 = min(w, (ow - 1 + pad - j) // stride + 1)
+                    a = acc[ph]
+                    for xx in range(x0, x1):
+                        a[xx + shift] += cols[row, base + xx]
+            yr = y[o, n, oy]
+            for ph in range(stride):
+                a = acc[ph]
+                for b in range((ow - ph + stride - 1) // stride):
+                    v = a[b] + bo
+                    yr[b * stride + ph] = max(v, v * slope)
+
+
+def conv_transpose(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, k: int, stride: int, pad: int,
+                   slope: float | None) -> np.ndarray:
+    """Twin of ``ops.conv_transpose``: a whole transposed convolution + bias + LeakyReLU.
+
+    x (C, N, H, W), wt (OC*k*k, C), bias (OC,) -> y (OC, N, (H-1)*stride - 2*pad + k, ...).
+    Each worker takes a block of output rows of one tile, multiplies the input rows that reach
+    them (one more at each edge where kernels overlap) by ``wt`` into its own L2-sized buffer
+    and gathers that into the output right away (``_deconv_gather``): the (OC*k*k, N*H*W)
+    GEMM result is never written out whole, nor scattered into a zero-filled image.
+    """
+    c, n, h, w = x.shape
+    kk = wt.shape[0]
+    oh, ow = transposed_out_size(h, k, stride, pad), transposed_out_size(w, k, stride, pad)
+    y = np.empty((kk // (k * k), n, oh, ow), dtype=np.float32)
+    s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
+    in_rows = max(1, DECONV_BLOCK_BYTES // (kk * w * 4))              # input rows per GEMM
+    per_block = max(1, min(math.ceil(n * oh / _workers()), in_rows * stride - k))
+    blocks = [(t, r, min(oh, r + per_block)) for t in range(n) for r in range(0, oh, per_block)]
+
+    def work(block):
+        t, oy0, oy1 = block
+        # input rows yy with yy*stride + i - pad in [oy0, oy1) for some kernel row i
+        y_lo = max(0, -(-(oy0 + pad - k + 1) // stride))
+        y_hi = min(h, (oy1 - 1 + pad) // stride + 1)
+        rows = max(0, y_hi - y_lo)
+        xin = x[:, t, y_lo:y_lo + rows, :].reshape(c, rows * w)       # (C, rows*W): a view if x is C-contiguous
+        cols = _scratch("deconv_cols", kk * rows * w).reshape(kk, rows * w)
+        _gemm(wt, xin, out=cols)                                       # (OC*k*k, rows*W)
+        _deconv_gather(cols, y_lo, y_lo + rows, w, k, k, stride, pad, bias, s, t, oy0, oy1, y)
+
+    _run_blocks(blocks, work)
+    return y
 
 
 @njit(nogil=True, cache=True)

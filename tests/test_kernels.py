@@ -89,6 +89,30 @@ def test_col2im_matches_reference(backend, case):
 
 
 @pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("slope", [0.1, None])
+@pytest.mark.parametrize("case", COL2IM_CASES + [(3, 2, 23, 9, 4, 2, 3), (16, 1, 30, 7, 2, 2, 0)], ids=str)
+def test_conv_transpose_matches_reference(backend, slope, case, monkeypatch):
+    """Also with blocks of 1-3 output rows (a tiny DECONV_BLOCK_BYTES), whose input rows
+    overlap where 4x4 kernels do."""
+    oc, n, h, w, k, s, pad = case
+    be = get_backend(backend)
+    if getattr(be, "conv_transpose", None) is None:
+        pytest.skip(f"backend {backend!r} has no fused conv_transpose")
+    rng = _rng(13)
+    c = 5
+    x, wt, bias = _randn(rng, c, n, h, w), _randn(rng, oc * k * k, c), _randn(rng, oc)
+    want = ops.conv_transpose(x, wt, bias, k, s, pad, slope)
+    got = be.to_host(be.conv_transpose(*_on(be, x, wt, bias), k, s, pad, slope))
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=GEMM_ATOL)
+    if backend == "numba":
+        from w2x.nn import kernel_files
+        monkeypatch.setattr(kernel_files.module("cpu_numba"), "DECONV_BLOCK_BYTES", 1)
+        small = be.conv_transpose(*_on(be, x, wt, bias), k, s, pad, slope)
+        np.testing.assert_allclose(small, want, rtol=0, atol=GEMM_ATOL)
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
 @pytest.mark.parametrize("slope", [0.1, 0.0, None])
 @pytest.mark.parametrize("shape", [(5, 2, 7, 9), (3, 1000), (7, 1, 1, 1)], ids=str)
 def test_bias_leaky_relu_matches_reference_in_place(backend, slope, shape):

@@ -116,6 +116,8 @@ class ConvTranspose2d:
 
     def __call__(self, x, be: Backend, slope: float | None):
         """x (C, N, H, W) -> (OC, N, (H-1)*stride - 2*pad + k, ...)."""
+        if be.conv_transpose is not None:                         # GEMM and col2im fused
+            return be.conv_transpose(x, self.wt, self.bias, self.k, self.stride, self.pad, slope)
         c, n, h, w = x.shape
         cols = be.matmul(self.wt, x.reshape(c, n * h * w))       # (OC*k*k, N*H*W)
         y = be.col2im(cols, (self.out_channels, n, h, w), self.k, self.k, self.stride, self.pad)

@@ -86,6 +86,22 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
     return y
 
 
+def conv_transpose(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, k: int, stride: int, pad: int,
+                   slope: float | None) -> np.ndarray:
+    """A whole transposed convolution (nn.SpatialFullConvolution) + bias + LeakyReLU(slope):
+    one GEMM ``wt @ x``, ``col2im``, then ``bias_leaky_relu``.
+
+    x : (C, N, H, W); wt : (OC*k*k, C) (see ``layers.ConvTranspose2d``); bias : (OC,).
+    Returns (OC, N, (H-1)*stride - 2*pad + k, (W-1)*stride - 2*pad + k).  The reference of a
+    backend's fused twin (the numba one gathers each output row from its phase's taps, the
+    sub-pixel form, with no zero-filled image and no whole GEMM result in memory).
+    """
+    c, n, h, w = x.shape
+    cols = wt @ x.reshape(c, n * h * w)                          # (OC*k*k, N*H*W)
+    y = col2im(cols, (wt.shape[0] // (k * k), n, h, w), k, k, stride, pad)
+    return bias_leaky_relu(y, bias, slope)
+
+
 def _valid_range(n_in: int, n_out: int, stride: int, shift: int) -> tuple[int, int, int]:
     """Input indices [lo, hi) whose output ``idx*stride + shift`` lies in [0, n_out), and
     the first such output index."""
