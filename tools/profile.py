@@ -37,14 +37,17 @@ sys.path.insert(0, str(TOOLS))
 import speed  # noqa: E402  (tools/speed.py: ARCH_MODELS, load_image, tile_batches; adds the checkout to sys.path)
 
 KINDS = ("gemm", "winograd input transform", "winograd output transform + bias + LReLU",
-         "winograd blocks (scratch, threads)", "im2col", "col2im", "elementwise", "numpy glue")
+         "winograd blocks (scratch, threads)", "transposed-conv gather + bias + LReLU",
+         "transposed-conv blocks", "im2col", "col2im", "elementwise", "numpy glue")
 # backend primitive -> kind
 PRIMITIVE_KINDS = {"matmul": "gemm", "im2col": "im2col", "col2im": "col2im",
                    "bias_leaky_relu": "elementwise", "channel_mean": "elementwise",
                    "se_scale": "elementwise", "crop_add": "elementwise",
-                   "winograd_conv3x3": "winograd blocks (scratch, threads)"}
+                   "winograd_conv3x3": "winograd blocks (scratch, threads)",
+                   "conv_transpose": "transposed-conv blocks"}
 # cpu_numba module function -> kind (looked up by name at call time, so patching times them)
-KERNEL_KINDS = {"_gemm": "gemm", "_winograd_input": "winograd input transform",
+KERNEL_KINDS = {"_gemm": "gemm", "_deconv_gather": "transposed-conv gather + bias + LReLU",
+                "_winograd_input": "winograd input transform",
                 "_winograd4_input": "winograd input transform",
                 "_winograd_output": "winograd output transform + bias + LReLU",
                 "_winograd4_output": "winograd output transform + bias + LReLU"}
