@@ -10,8 +10,8 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
   fork/join (plus the OpenMP layer's spin-waiting when another process holds a core, as on
   this shared machine) cost more: bias + LeakyReLU on (64, 250*250) took 0.34 ms serial,
   1.0 ms with ``prange``; the SE mean 1.2 ms against 5.5 ms;
-* the two primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``) cut their work into
-  column blocks, worked off by ``numba.get_num_threads()`` threads (the caller and a pool);
+* the three primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``, ``conv_transpose``)
+  cut their work into blocks, worked off by ``numba.get_num_threads()`` threads (the caller and a pool);
   each thread runs serial ``nogil`` kernels and a *single-threaded* BLAS GEMM on its block,
   taking blocks until none is left.  Why not
   let OpenBLAS thread its GEMMs: its worker threads busy-wait for ~0.1 s after every call, so
@@ -23,10 +23,14 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
   calling thread and the BLAS threads itself.
 
 ``winograd_conv3x3`` runs the 3x3 stride-1 convolutions (``layers.Conv2d`` calls it where the
-backend has it): Winograd's minimal filtering
-F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016)
-does a layer's multiplications as 16 GEMMs (OC, C) @ (C, tiles), 2.25x fewer flops than
-im2col + GEMM, at ~1e-6 from it.  Its reference twin is ``ops.winograd_conv3x3``.
+backend has it): Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016; points 0, 1, -1, 1/2, -2 for accuracy, see
+``ops.WINOGRAD_BT``) does a layer's multiplications as 36 GEMMs (OC, C) @ (C, tiles), 4x fewer
+flops than im2col + GEMM, at 3-7e-6 from float64 (F(2x2, 3x3), 16 GEMMs, 2.25x, ~1e-6, runs
+when given its 16 matrices).  Its reference twin is ``ops.winograd_conv3x3``.
+``conv_transpose`` runs a transposed convolution as GEMMs on blocks of input rows, each block's
+result gathered into its output rows by column phase (the sub-pixel form) with bias +
+LeakyReLU while it is in L2; its reference twin is ``ops.conv_transpose``.
 
 Compile cost (Numba 0.68, this 2-core machine): the first call of each kernel compiles it,
 about 10 s for the whole set (a new argument layout, e.g. a non-contiguous view, compiles
@@ -604,7 +608,9 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     oh, ow = h - 2, w - 2
     ty_n, tx_n = -(-oh // tile), -(-ow // tile)        # tile x tile output tiles per column, row
     rows = n * ty_n
-    per_block = max(1, min(math.ceil(rows / _workers()), WINOGRAD_BLOCK_BYTES // (t2 * (c + oc) * tx_n * 4)))
+    fit = max(1, WINOGRAD_BLOCK_BYTES // (t2 * (c + oc) * tx_n * 4))  # tile rows a block may hold
+    blocks = _workers() * math.ceil(rows / (_workers() * fit))      # a multiple of the workers
+    per_block = math.ceil(rows / blocks)                             # ... of near-equal size
     y = np.empty((oc, n, oh, ow), dtype=np.float32)
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
 
