@@ -30,7 +30,7 @@ flops than im2col + GEMM, at 3-7e-6 from float64 (F(2x2, 3x3), 16 GEMMs, 2.25x, 
 when given its 16 matrices).  Its reference twin is ``ops.winograd_conv3x3``.
 ``conv_transpose`` runs a transposed convolution as GEMMs on blocks of input rows, each block's
 result gathered into its output rows by column phase (the sub-pixel form) with bias +
-LeakyReLU while it is in L2; its reference twin is ``ops.conv_transpose``.
+LeakyReLU while it is in cache; its reference twin is ``ops.conv_transpose``.
 
 Compile cost (Numba 0.68, this 2-core machine): the first call of each kernel compiles it,
 about 10 s for the whole set (a new argument layout, e.g. a non-contiguous view, compiles
@@ -67,8 +67,11 @@ MATMUL_SPLIT_MIN_COLUMNS = 4096
 # down hand work to the other (dynamic scheduling).
 MATMUL_BLOCKS_PER_WORKER = 2
 # Per-thread GEMM result of one block of output rows of a transposed convolution, gathered
-# into the output while it is still in the core's 1 MiB L2.
-DECONV_BLOCK_BYTES = 1 << 20
+# into the output right after.  CPU time of one 256-px tile's deconvs (2 threads, fused vs
+# GEMM + col2im + bias pass 22.0 / 10.6 / 14.7 ms): 0.5 MiB 24.5 / 11.0 / 7.6, 1 MiB 22.8 /
+# 10.6 / 8.5, 4 MiB 21.4 / 10.2 / 7.4, 8 MiB 21.6 / 10.4 / 7.5 ms (upconv_7's 256->3 4x4,
+# cunet's 64->64 and 128->128 2x2): fewer blocks re-multiply fewer overlapping input rows.
+DECONV_BLOCK_BYTES = 4 << 20
 _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
 # Every GEMM here goes through this one name (NumPy's float32 matmul, BLAS sgemm), so that
 # tools/profile.py can time GEMMs apart from the transforms around them.
@@ -374,7 +377,7 @@ def conv_transpose(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, k: int, stri
 
     x (C, N, H, W), wt (OC*k*k, C), bias (OC,) -> y (OC, N, (H-1)*stride - 2*pad + k, ...).
     Each worker takes a block of output rows of one tile, multiplies the input rows that reach
-    them (one more at each edge where kernels overlap) by ``wt`` into its own L2-sized buffer
+    them (one more at each edge where kernels overlap) by ``wt`` into its own cached buffer
     and gathers that into the output right away (``_deconv_gather``): the (OC*k*k, N*H*W)
     GEMM result is never written out whole, nor scattered into a zero-filled image.
     """
