@@ -98,7 +98,8 @@ class ConvTranspose2d:
 
     ``wt`` is the torch weight (C, OC, kh, kw) reshaped to (C, OC*kh*kw) and transposed to
     (OC*kh*kw, C): column (n, y, x) of ``wt @ x`` holds everything input pixel (y, x) adds to
-    the output, which col2im scatters to ``(y*stride + i - pad, x*stride + j - pad)``.
+    the output, which col2im scatters to ``(y*stride + i - pad, x*stride + j - pad)``.  A
+    backend with ``conv_transpose`` runs GEMM, gather, bias and LeakyReLU as one primitive.
     """
     wt: np.ndarray        # (OC*kh*kw, C) float32
     bias: np.ndarray      # (OC,) float32 (zeros for upconv_7's noBias layer)
