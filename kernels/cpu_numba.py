@@ -10,8 +10,8 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
   fork/join (plus the OpenMP layer's spin-waiting when another process holds a core, as on
   this shared machine) cost more: bias + LeakyReLU on (64, 250*250) took 0.34 ms serial,
   1.0 ms with ``prange``; the SE mean 1.2 ms against 5.5 ms;
-* the two primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``) cut their work into
-  column blocks, worked off by ``numba.get_num_threads()`` threads (the caller and a pool);
+* the three primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``, ``conv_transpose``)
+  cut their work into blocks, worked off by ``numba.get_num_threads()`` threads (the caller and a pool);
   each thread runs serial ``nogil`` kernels and a *single-threaded* BLAS GEMM on its block,
   taking blocks until none is left.  Why not
   let OpenBLAS thread its GEMMs: its worker threads busy-wait for ~0.1 s after every call, so
@@ -23,10 +23,14 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
   calling thread and the BLAS threads itself.
 
 ``winograd_conv3x3`` runs the 3x3 stride-1 convolutions (``layers.Conv2d`` calls it where the
-backend has it): Winograd's minimal filtering
-F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016)
-does a layer's multiplications as 16 GEMMs (OC, C) @ (C, tiles), 2.25x fewer flops than
-im2col + GEMM, at ~1e-6 from it.  Its reference twin is ``ops.winograd_conv3x3``.
+backend has it): Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016; points 0, 1, -1, 1/2, -2 for accuracy, see
+``ops.WINOGRAD_BT``) does a layer's multiplications as 36 GEMMs (OC, C) @ (C, tiles), 4x fewer
+flops than im2col + GEMM, at 3-7e-6 from float64 (F(2x2, 3x3), 16 GEMMs, 2.25x, ~1e-6, runs
+when given its 16 matrices).  Its reference twin is ``ops.winograd_conv3x3``.
+``conv_transpose`` runs a transposed convolution as GEMMs on blocks of input rows, each block's
+result gathered into its output rows by column phase (the sub-pixel form) with bias +
+LeakyReLU while it is in cache; its reference twin is ``ops.conv_transpose``.
 
 Compile cost (Numba 0.68, this 2-core machine): the first call of each kernel compiles it,
 about 10 s for the whole set (a new argument layout, e.g. a non-contiguous view, compiles
@@ -48,7 +52,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from w2x.nn.ops import out_size, transposed_out_size
+from w2x.nn.ops import WINOGRAD_TILES, out_size, transposed_out_size
 
 # Per-thread scratch of one Winograd block: 16 * (C + OC) * tiles float32 values.  4 MiB
 # (two blocks in flight fit the 32 MiB L3 of this machine with room to spare; 256 tiles per
@@ -62,7 +66,16 @@ MATMUL_SPLIT_MIN_COLUMNS = 4096
 # Column blocks per worker in a split matmul: > 1 lets a worker that another process slowed
 # down hand work to the other (dynamic scheduling).
 MATMUL_BLOCKS_PER_WORKER = 2
+# Per-thread GEMM result of one block of output rows of a transposed convolution, gathered
+# into the output right after.  CPU time of one 256-px tile's deconvs (2 threads, fused vs
+# GEMM + col2im + bias pass 22.0 / 10.6 / 14.7 ms): 0.5 MiB 24.5 / 11.0 / 7.6, 1 MiB 22.8 /
+# 10.6 / 8.5, 4 MiB 21.4 / 10.2 / 7.4, 8 MiB 21.6 / 10.4 / 7.5 ms (upconv_7's 256->3 4x4,
+# cunet's 64->64 and 128->128 2x2): fewer blocks re-multiply fewer overlapping input rows.
+DECONV_BLOCK_BYTES = 4 << 20
 _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
+# Every GEMM here goes through this one name (NumPy's float32 matmul, BLAS sgemm), so that
+# tools/profile.py can time GEMMs apart from the transforms around them.
+_gemm = np.matmul
 
 
 # --- copy and elementwise kernels (serial Numba loops) -----------------------------------
@@ -308,14 +321,88 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` in float32, twin of ``np.matmul``; a 2-D product with many columns is split
     into column blocks computed on the workers."""
     if a.ndim != 2 or b.ndim != 2 or b.shape[1] < MATMUL_SPLIT_MIN_COLUMNS:
-        return np.matmul(a, b)
+        return _gemm(a, b)
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
     m = b.shape[1]
     step = math.ceil(m / (_workers() * MATMUL_BLOCKS_PER_WORKER))
     # out[:, lo:hi] is a strided view that BLAS writes directly (row stride >= its width)
     _run_blocks([(lo, min(m, lo + step)) for lo in range(0, m, step)],
-                lambda blk: np.matmul(a, b[:, blk[0]:blk[1]], out=out[:, blk[0]:blk[1]]))
+                lambda blk: _gemm(a, b[:, blk[0]:blk[1]], out=out[:, blk[0]:blk[1]]))
     return out
+
+
+@njit(nogil=True, cache=True)
+def _deconv_gather(cols, y_lo, y_hi, w, kh, kw, stride, pad, bias, slope, n, oy0, oy1, y):
+    """y[o, n, oy0:oy1] = LeakyReLU(bias + the taps that reach these rows), from a block's GEMM
+    result ``cols[(o*kh + i)*kw + j, (yy - y_lo)*W + xx]`` for input rows y_lo <= yy < y_hi.
+
+    An output row takes the kernel rows of its phase only ((oy + pad - i) % stride == 0), and
+    within the row a tap (i, j) adds a unit-stride run of its column into the row's column
+    phase (j - pad) % stride: the sub-pixel form of the transposed convolution (for a 4x4
+    stride-2 kernel, four 2x2 convolutions).  Each row is summed in a buffer, in (i, j) order
+    from 0 as ``ops.col2im`` does, then bias + LeakyReLU, and stored once.
+    """
+    oc, ow = y.shape[0], y.shape[3]
+    bw = (ow + stride - 1) // stride
+    acc = np.empty((stride, bw), dtype=np.float32)    # acc[ph, b]: output column b*stride + ph
+    for o in range(oc):
+        bo = bias[o]
+        for oy in range(oy0, oy1):
+            acc[:, :] = 0.0
+            for i in range(kh):
+                t = oy + pad - i
+                if t < 0 or t % stride != 0 or t // stride < y_lo or t // stride >= y_hi:
+                    continue
+                base = (t // stride - y_lo) * w
+                for j in range(kw):
+                    row = (o * kh + i) * kw + j
+                    ph = (j - pad) % stride
+                    shift = (j - pad - ph) // stride    # input column xx -> acc[ph, xx + shift]
+                    x0 = max(0, (pad - j + stride - 1) // stride)
+                    x1 = min(w, (ow - 1 + pad - j) // stride + 1)
+                    a = acc[ph]
+                    for xx in range(x0, x1):
+                        a[xx + shift] += cols[row, base + xx]
+            yr = y[o, n, oy]
+            for ph in range(stride):
+                a = acc[ph]
+                for b in range((ow - ph + stride - 1) // stride):
+                    v = a[b] + bo
+                    yr[b * stride + ph] = max(v, v * slope)
+
+
+def conv_transpose(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, k: int, stride: int, pad: int,
+                   slope: float | None) -> np.ndarray:
+    """Twin of ``ops.conv_transpose``: a whole transposed convolution + bias + LeakyReLU.
+
+    x (C, N, H, W), wt (OC*k*k, C), bias (OC,) -> y (OC, N, (H-1)*stride - 2*pad + k, ...).
+    Each worker takes a block of output rows of one tile, multiplies the input rows that reach
+    them (one more at each edge where kernels overlap) by ``wt`` into its own cached buffer
+    and gathers that into the output right away (``_deconv_gather``): the (OC*k*k, N*H*W)
+    GEMM result is never written out whole, nor scattered into a zero-filled image.
+    """
+    c, n, h, w = x.shape
+    kk = wt.shape[0]
+    oh, ow = transposed_out_size(h, k, stride, pad), transposed_out_size(w, k, stride, pad)
+    y = np.empty((kk // (k * k), n, oh, ow), dtype=np.float32)
+    s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
+    in_rows = max(1, DECONV_BLOCK_BYTES // (kk * w * 4))              # input rows per GEMM
+    per_block = max(1, min(math.ceil(n * oh / _workers()), in_rows * stride - k))
+    blocks = [(t, r, min(oh, r + per_block)) for t in range(n) for r in range(0, oh, per_block)]
+
+    def work(block):
+        t, oy0, oy1 = block
+        # input rows yy with yy*stride + i - pad in [oy0, oy1) for some kernel row i
+        y_lo = max(0, -(-(oy0 + pad - k + 1) // stride))
+        y_hi = min(h, (oy1 - 1 + pad) // stride + 1)
+        rows = max(0, y_hi - y_lo)
+        xin = x[:, t, y_lo:y_lo + rows, :].reshape(c, rows * w)       # (C, rows*W): a view if x is C-contiguous
+        cols = _scratch("deconv_cols", kk * rows * w).reshape(kk, rows * w)
+        _gemm(wt, xin, out=cols)                                       # (OC*k*k, rows*W)
+        _deconv_gather(cols, y_lo, y_lo + rows, w, k, k, stride, pad, bias, s, t, oy0, oy1, y)
+
+    _run_blocks(blocks, work)
+    return y
 
 
 @njit(nogil=True, cache=True)
@@ -391,13 +478,118 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                 y[o, n, y0 + i, :] = q[i, :ow]
 
 
+@njit(nogil=True, cache=True)
+def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
+    """F(4x4, 3x3) input transform: v[(a*6 + b), c, (r - r0)*TX + tx] = (B^T d B)[a, b] for
+    the 6x6 input tile d at tile row r (= n*TY + ty), column tx (stride 4), rows r0 <= r < r1;
+    pixels past the input read 0.  B^T is ``ops.WINOGRAD_BT[4]`` (points 0, 1, -1, 1/2, -2, inf):
+
+        [[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, -2, 5, -1, -2, 0],
+         [0, 2, 1, -2, -1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]]
+
+    Rows first (B^T d over the 6 input rows, unit stride over the whole width), then each
+    transformed row is split into its 4 column phases (column 4t + q), so the column
+    transform is a unit-stride loop over the TX tiles, which LLVM vectorises.
+    """
+    c_n, _, h, w = x.shape
+    width = 4 * tx_n + 4
+    rows = np.zeros((6, width), dtype=np.float32)     # the 6 input rows of a tile row, 0-padded
+    col = np.empty((6, width), dtype=np.float32)      # B^T d: the rows transformed
+    ph = np.empty((4, tx_n + 1), dtype=np.float32)    # one transformed row's column phases
+    wv = min(w, width)                                # the rest of `rows` stays 0
+    f2, f3, f4, f5 = np.float32(2), np.float32(3), np.float32(4), np.float32(5)  # float32 arithmetic
+    for c in range(c_n):
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 4 * (r % ty_n)
+            for i in range(6):
+                if y0 + i < h:
+                    rows[i, :wv] = x[c, n, y0 + i, :wv]
+                else:
+                    rows[i, :] = 0.0
+            d0, d1, d2, d3, d4, d5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
+            c0, c1, c2, c3, c4, c5 = col[0], col[1], col[2], col[3], col[4], col[5]
+            for k in range(width):
+                e13, e24 = d1[k] - d3[k], d2[k] - d4[k]
+                c0[k] = f2 * (d0[k] + d4[k]) - f3 * e13 - f4 * d2[k]
+                c1[k] = d2[k] + f5 * d3[k] + f2 * (d4[k] - d1[k])
+                c2[k] = f5 * d2[k] - d3[k] - f2 * (d1[k] + d4[k])
+                c3[k] = f2 * e13 + e24
+                c4[k] = e13 - f2 * e24
+                c5[k] = f2 * (d1[k] + d5[k]) - f3 * (d2[k] - d4[k]) - f4 * d3[k]
+            p0 = (r - r0) * tx_n
+            for a in range(6):
+                ca = col[a]
+                for t in range(tx_n + 1):
+                    ph[0, t], ph[1, t], ph[2, t], ph[3, t] = ca[4 * t], ca[4 * t + 1], ca[4 * t + 2], ca[4 * t + 3]
+                q0, q1, q2, q3 = ph[0], ph[1], ph[2], ph[3]
+                v0, v1, v2 = v[6 * a, c, p0:p0 + tx_n], v[6 * a + 1, c, p0:p0 + tx_n], v[6 * a + 2, c, p0:p0 + tx_n]
+                v3, v4, v5 = v[6 * a + 3, c, p0:p0 + tx_n], v[6 * a + 4, c, p0:p0 + tx_n], v[6 * a + 5, c, p0:p0 + tx_n]
+                for t in range(tx_n):
+                    e0, e1, e2, e3, e4, e5 = q0[t], q1[t], q2[t], q3[t], q0[t + 1], q1[t + 1]
+                    e13, e24 = e1 - e3, e2 - e4
+                    v0[t] = f2 * (e0 + e4) - f3 * e13 - f4 * e2
+                    v1[t] = e2 + f5 * e3 + f2 * (e4 - e1)
+                    v2[t] = f5 * e2 - e3 - f2 * (e1 + e4)
+                    v3[t] = f2 * e13 + e24
+                    v4[t] = e13 - f2 * e24
+                    v5[t] = f2 * (e1 + e5) - f3 * e24 - f4 * e3
+
+
+@njit(nogil=True, cache=True)
+def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
+    """F(4x4, 3x3) output transform: y[o, n, 4ty:4ty+4, 4tx:4tx+4] = LeakyReLU(A^T M A + bias)
+    for the tiles of rows r0 <= r < r1, M[a, b] = m[a*6 + b, o, (r - r0)*TX + tx]; rows and
+    columns past OH/OW dropped.  A^T is ``ops.WINOGRAD_AT[4]``:
+
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 1/2, -2, 0], [0, 1, 1, 1/4, 4, 0], [0, 1, -1, 1/8, -8, 1]]
+
+    Each step is a unit-stride loop over the TX tiles of a row, which LLVM vectorises.
+    """
+    oc, _, oh, ow = y.shape
+    s = np.empty((24, tx_n), dtype=np.float32)       # A^T M: s[6*i + b, tx] = (A^T M)[i, b]
+    q = np.empty((4, 4 * tx_n), dtype=np.float32)    # four output rows, columns interleaved
+    h2, h4, h8 = np.float32(0.5), np.float32(0.25), np.float32(0.125)   # float32 arithmetic
+    f2, f4, f8 = np.float32(2), np.float32(4), np.float32(8)
+    for o in range(oc):
+        bo = bias[o]
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 4 * (r % ty_n)
+            p0 = (r - r0) * tx_n
+            for b in range(6):
+                m0, m1, m2 = m[b, o, p0:p0 + tx_n], m[6 + b, o, p0:p0 + tx_n], m[12 + b, o, p0:p0 + tx_n]
+                m3, m4, m5 = m[18 + b, o, p0:p0 + tx_n], m[24 + b, o, p0:p0 + tx_n], m[30 + b, o, p0:p0 + tx_n]
+                s0, s1, s2, s3 = s[b], s[6 + b], s[12 + b], s[18 + b]
+                for t in range(tx_n):
+                    sp, sm = m1[t] + m2[t], m1[t] - m2[t]
+                    s0[t] = m0[t] + sp + m3[t] + m4[t]
+                    s1[t] = sm + h2 * m3[t] - f2 * m4[t]
+                    s2[t] = sp + h4 * m3[t] + f4 * m4[t]
+                    s3[t] = sm + h8 * m3[t] - f8 * m4[t] + m5[t]
+            for i in range(4):
+                a0, a1, a2 = s[6 * i], s[6 * i + 1], s[6 * i + 2]
+                a3, a4, a5 = s[6 * i + 3], s[6 * i + 4], s[6 * i + 5]
+                qi = q[i]
+                for t in range(tx_n):
+                    sp, sm = a1[t] + a2[t], a1[t] - a2[t]
+                    e0 = a0[t] + sp + a3[t] + a4[t] + bo
+                    e1 = sm + h2 * a3[t] - f2 * a4[t] + bo
+                    e2 = sp + h4 * a3[t] + f4 * a4[t] + bo
+                    e3 = sm + h8 * a3[t] - f8 * a4[t] + a5[t] + bo
+                    qi[4 * t], qi[4 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
+                    qi[4 * t + 2], qi[4 * t + 3] = max(e2, e2 * slope), max(e3, e3 * slope)
+            for i in range(min(4, oh - y0)):
+                y[o, n, y0 + i, :] = q[i, :ow]
+
+
 def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
-    """Twin of ``ops.winograd_conv3x3``: 3x3 stride-1 valid convolution + bias + LeakyReLU.
+    """Twin of ``ops.winograd_conv3x3``: 3x3 stride-1 valid convolution + bias + LeakyReLU,
+    by F(2x2, 3x3) or F(4x4, 3x3) as ``u`` says.
 
     Parameters
     ----------
     x : float32 (C, N, H, W)
-    u : float32 (16, OC, C), ``ops.winograd_weight`` of the layer's (OC, C*3*3) weight
+    u : float32 ((m+2)^2, OC, C), ``ops.winograd_weight(w2d, C, m)``: 16 matrices for
+        F(2x2), 36 for F(4x4)
     bias : float32 (OC,)
     slope : LeakyReLU slope, or None for no activation
 
@@ -407,28 +599,32 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
 
     Notes
     -----
-    The output is cut into 2x2 tiles, tile rows ``r = n*TY + ty``; each worker takes a block
-    of tile rows, transforms its input into (16, C, tiles), multiplies it by ``u`` (16 GEMMs
-    of (OC, C) @ (C, tiles)) and transforms back, all in its own cached buffers.
+    The output is cut into m x m tiles, tile rows ``r = n*TY + ty``; each worker takes a block
+    of tile rows, transforms its input into ((m+2)^2, C, tiles), multiplies it by ``u``
+    ((m+2)^2 GEMMs (OC, C) @ (C, tiles)) and transforms back with bias + LeakyReLU, all in
+    its own cached buffers.
     """
     c, n, h, w = x.shape
-    oc = u.shape[1]
+    t2, oc = u.shape[0], u.shape[1]
+    tile = WINOGRAD_TILES[t2]
+    transform_in, transform_out = (_winograd_input, _winograd_output) if tile == 2 else (_winograd4_input, _winograd4_output)
     oh, ow = h - 2, w - 2
-    ty_n, tx_n = (oh + 1) // 2, (ow + 1) // 2          # 2x2 output tiles per column, row
+    ty_n, tx_n = -(-oh // tile), -(-ow // tile)        # tile x tile output tiles per column, row
     rows = n * ty_n
-    per_block = max(1, min(math.ceil(rows / _workers()), WINOGRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4)))
+    fit = max(1, WINOGRAD_BLOCK_BYTES // (t2 * (c + oc) * tx_n * 4))  # tile rows a block may hold
+    blocks = _workers() * math.ceil(rows / (_workers() * fit))      # a multiple of the workers
+    per_block = math.ceil(rows / blocks)                             # ... of near-equal size
     y = np.empty((oc, n, oh, ow), dtype=np.float32)
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
 
     def work(r0):
         r1 = min(rows, r0 + per_block)
         p = (r1 - r0) * tx_n
-        v = _scratch("winograd_v", 16 * c * p).reshape(16, c, p)     # (16, C, tiles)
-        m = _scratch("winograd_m", 16 * oc * p).reshape(16, oc, p)   # (16, OC, tiles)
-        _winograd_input(x, r0, r1, ty_n, tx_n, v)
-        np.matmul(u, v, out=m)                                        # 16 x (OC, C) @ (C, tiles)
-        _winograd_output(m, bias, s, r0, r1, ty_n, tx_n, y)
+        v = _scratch("winograd_v", t2 * c * p).reshape(t2, c, p)     # ((m+2)^2, C, tiles)
+        m = _scratch("winograd_m", t2 * oc * p).reshape(t2, oc, p)   # ((m+2)^2, OC, tiles)
+        transform_in(x, r0, r1, ty_n, tx_n, v)
+        _gemm(u, v, out=m)                                            # (m+2)^2 x (OC, C) @ (C, tiles)
+        transform_out(m, bias, s, r0, r1, ty_n, tx_n, y)
 
     _run_blocks(list(range(0, rows, per_block)), work)
     return y
-

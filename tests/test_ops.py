@@ -108,3 +108,25 @@ def test_pad_replicate_copies_edges():
     assert p.shape == (1, 5, 6)
     np.testing.assert_array_equal(p[0, 0], [0, 0, 0, 1, 2, 2])
     np.testing.assert_array_equal(p[0, -1], [3, 3, 3, 4, 5, 5])
+
+
+# float64 sums of O(1) products with coefficients up to 8: ~1e-15 rounding.
+FLOAT64_ATOL = 1e-12
+
+
+@pytest.mark.parametrize("m", sorted(ops.WINOGRAD_BT))
+def test_winograd_matrices_compute_the_correlation(m):
+    """F(m, 3) from the matrices alone, in float64: ``A^T [(G g) * (B^T d)]`` is the valid
+    correlation ``y[i] = sum_k d[i + k] g[k]``, in 1-D and nested into 2-D (Lavin & Gray eq. 8)."""
+    bt, g_t, at = ops.WINOGRAD_BT[m], ops.WINOGRAD_G[m], ops.WINOGRAD_AT[m]
+    assert bt.shape == (m + 2, m + 2) and g_t.shape == (m + 2, 3) and at.shape == (m, m + 2)
+    rng = _rng(20 + m)
+    for _ in range(5):
+        d, g = rng.standard_normal(m + 2), rng.standard_normal(3)
+        want = [d[i:i + 3] @ g for i in range(m)]
+        np.testing.assert_allclose(at @ ((g_t @ g) * (bt @ d)), want, rtol=0, atol=FLOAT64_ATOL)
+        d2, g2 = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
+        want2 = [[(d2[i:i + 3, j:j + 3] * g2).sum() for j in range(m)] for i in range(m)]
+        got2 = at @ ((g_t @ g2 @ g_t.T) * (bt @ d2 @ bt.T)) @ at.T
+        np.testing.assert_allclose(got2, want2, rtol=0, atol=FLOAT64_ATOL)
+    assert ops.WINOGRAD_TILES[(m + 2) ** 2] == m

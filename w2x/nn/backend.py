@@ -45,12 +45,16 @@ class Backend:
     matmul: Callable              # (A, B) -> A @ B, float32
     to_device: Callable           # host ndarray -> backend array
     to_host: Callable             # backend array -> host ndarray
-    # (x, u, bias, slope) -> y: a whole 3x3 stride-1 conv by Winograd F(2x2, 3x3), twin of
-    # ops.winograd_conv3x3; None: such layers use im2col + matmul like every other conv
+    # (x, u, bias, slope) -> y: a whole 3x3 stride-1 conv by Winograd F(2x2, 3x3) or F(4x4, 3x3)
+    # (as u's length says), twin of ops.winograd_conv3x3; None: such layers use im2col + matmul
+    # like every other conv
     winograd_conv3x3: Callable | None = None
     # True: convs with few outputs (128->3) run as kn2row (layers.Conv2d._kn2row), which the
     # CPU BLAS does faster; False keeps im2col + GEMM for every conv
     kn2row: bool = False
+    # (x, wt, bias, k, stride, pad, slope) -> y: a whole transposed conv + bias + LeakyReLU,
+    # twin of ops.conv_transpose; None: transposed convs run matmul, col2im, bias_leaky_relu
+    conv_transpose: Callable | None = None
 
 
 def _identity(a):
@@ -84,7 +88,8 @@ def _numpy() -> Backend:
 
 
 def _numba() -> Backend:
-    """``kernels/cpu_numba.py``: Numba loops, Winograd 3x3 layers, GEMMs in column blocks."""
+    """``kernels/cpu_numba.py``: Numba loops, Winograd 3x3 layers, GEMMs in column blocks,
+    transposed convs as GEMM blocks gathered per output row with bias + LeakyReLU."""
     try:
         k = kernel_files.module("cpu_numba")
     except ImportError as e:  # numba missing or too old
@@ -93,7 +98,8 @@ def _numba() -> Backend:
             "pip install 'w2x[cpu]' or use --backend numpy") from None
     return Backend("numba", "cpu", np, k.im2col, k.col2im, k.bias_leaky_relu, k.channel_mean,
                    k.se_scale, k.crop_add, k.matmul, _identity, _identity,
-                   winograd_conv3x3=k.winograd_conv3x3, kn2row=True)
+                   winograd_conv3x3=k.winograd_conv3x3, kn2row=True,
+                   conv_transpose=k.conv_transpose)
 
 
 def _cupy(precision: str) -> Backend:
