@@ -11,7 +11,8 @@ profiled).  Here nothing of that size exists:
   dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the flipped,
   transposed weights, ``flipped_weight``), and dW is Winograd run backwards
   (``winograd_weight_grad``): per block of tile rows, each worker thread transforms x and
-  dY into cache-sized buffers and adds 16 single-threaded BLAS GEMMs into its own partial sum;
+  dY into cache-sized buffers and runs 16 single-threaded BLAS GEMMs, and the blocks'
+  terms are summed in block order (``_blocks_summed``: the same bits for any thread count);
 * layers with few outputs (128->3): kn2row forward, and dW, dX from one stack of shifted
   dY copies (``kn2row_forward``, ``kn2row_backward``);
 * ``leaky_relu_backward_bias``: the LeakyReLU backward fused with db = Σ dY, from the
@@ -50,34 +51,46 @@ def _helpers() -> ThreadPoolExecutor:
 def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
     """Σ over ``blocks`` of ``work(block, out)`` (which writes its float32 term into ``out``
     of ``shape``), on the calling thread and ``numba.get_num_threads() - 1`` pool threads,
-    each taking the next block until none is left and adding into its own partial sum, with
-    BLAS single-threaded (kernels/cpu_numba.py explains why)."""
-    todo, lock = iter(blocks), threading.Lock()
-    n_workers = min(len(blocks), _workers())
-    sums = [np.zeros(shape, np.float32) for _ in range(n_workers)]
+    each taking the next block until none is left, with BLAS single-threaded
+    (kernels/cpu_numba.py explains why).
 
-    def worker(t: int) -> None:
-        part = np.empty(shape, np.float32)
+    The terms are added in block order, whichever thread computed them: a term finished
+    ahead of an earlier one waits in its buffer until that one is added.  So the sum is the
+    same bit for bit for any thread count and any timing (per-thread partial sums would
+    group the terms as the scheduling happened to hand them out)."""
+    todo, take = iter(enumerate(blocks)), threading.Lock()
+    total = np.zeros(shape, np.float32)
+    finished: dict[int, np.ndarray] = {}   # terms computed but not yet added, by block index
+    spare: list[np.ndarray] = []           # buffers of terms already added
+    next_term = [0]                        # the index of the next term to add
+    adding = threading.Lock()
+
+    def worker() -> None:
         while True:
-            with lock:
-                blk = next(todo, None)
-            if blk is None:
+            with take:
+                i, blk = next(todo, (None, None))
+            if i is None:
                 return
+            with adding:
+                part = spare.pop() if spare else np.empty(shape, np.float32)
             work(blk, part)
-            sums[t] += part
+            with adding:
+                finished[i] = part
+                while next_term[0] in finished:
+                    term = finished.pop(next_term[0])
+                    np.add(total, term, out=total)
+                    spare.append(term)
+                    next_term[0] += 1
 
     pool = _helpers()
     with _blas.limit(limits=1, user_api="blas"):
-        futures = [pool.submit(worker, t) for t in range(1, n_workers)]
+        futures = [pool.submit(worker) for _ in range(1, min(len(blocks), _workers()))]
         try:
-            worker(0)
+            worker()
         finally:
             wait(futures)
         for f in futures:
             f.result()
-    total = sums[0]
-    for part in sums[1:]:
-        total += part
     return total
 
 
