@@ -36,8 +36,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--val", help="folder of validation images (default: 5%% of --data held out)")
     p.add_argument("--init", help="start from this model (fine-tuning; required for noise_scale)")
     p.add_argument("--identity-init", action="store_true",
-                   help="vgg_7: start at the identity map (three channels carry the input through, the "
-                        "rest random) instead of the original's random start; helps short noise runs")
+                   help="vgg_7: start at the identity map (the input's channels carried through, the rest "
+                        "random) instead of the original's random start; helps short noise runs")
     p.add_argument("--filters", default=",".join(DOWNSAMPLING_FILTERS),
                    help="GraphicsMagick filters the scale pairs' downscale is drawn from, comma-separated "
                         "(default %(default)s, lib/settings.lua; the released photo models used box,sinc,catrom)")
