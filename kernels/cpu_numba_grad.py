@@ -30,6 +30,8 @@ import numpy as np
 from numba import njit
 from threadpoolctl import ThreadpoolController
 
+from w2x.kernels.cpu_numba import _winograd_input   # F(2x2)'s input transform, shared with the forward
+
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _blas: ThreadpoolController | None = None
@@ -104,36 +106,6 @@ WINOGRAD_GRAD_BLOCK_BYTES = 4 << 20     # per-thread V and dY transforms of one 
 
 
 @njit(nogil=True, cache=True)
-def _winograd_input_rows(x, r0, r1, ty_n, tx_n, v):
-    """v[a*4 + b, c, (r - r0)*TX + t] = (Bᵀ d B)[a, b] for the 4x4 tile d of x at rows
-    2ty.., columns 2t.. of image n (r = n*TY + ty); pixels past x read 0.
-    Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
-    c_n, _, h, w = x.shape
-    d = np.zeros((4, 4), np.float32)
-    e = np.empty((4, 4), np.float32)
-    for c in range(c_n):
-        for r in range(r0, r1):
-            n, y0 = r // ty_n, 2 * (r % ty_n)
-            for t in range(tx_n):
-                x0 = 2 * t
-                for i in range(4):
-                    for j in range(4):
-                        yy, xx = y0 + i, x0 + j
-                        d[i, j] = x[c, n, yy, xx] if yy < h and xx < w else 0.0
-                for j in range(4):          # e = Bᵀ d
-                    e[0, j] = d[0, j] - d[2, j]
-                    e[1, j] = d[1, j] + d[2, j]
-                    e[2, j] = d[2, j] - d[1, j]
-                    e[3, j] = d[1, j] - d[3, j]
-                q = (r - r0) * tx_n + t
-                for a in range(4):          # (Bᵀ d) B
-                    v[4 * a, c, q] = e[a, 0] - e[a, 2]
-                    v[4 * a + 1, c, q] = e[a, 1] + e[a, 2]
-                    v[4 * a + 2, c, q] = e[a, 2] - e[a, 1]
-                    v[4 * a + 3, c, q] = e[a, 1] - e[a, 3]
-
-
-@njit(nogil=True, cache=True)
 def _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g):
     """g[a*4 + b, o, (r - r0)*TX + t] = (A dY Aᵀ)[a, b] for the 2x2 tile of dY at rows 2ty..,
     columns 2t.. of image n (values past OH/OW read 0).  A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
@@ -181,7 +153,7 @@ def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
             local.g = np.empty(16 * oc * per_block * tx_n, np.float32)
         v = local.v[:16 * c * p].reshape(16, c, p)          # (16, C, tiles)
         g = local.g[:16 * oc * p].reshape(16, oc, p)        # (16, OC, tiles)
-        _winograd_input_rows(x, r0, r1, ty_n, tx_n, v)
+        _winograd_input(x, r0, r1, ty_n, tx_n, v)           # the forward's Bᵀ d B
         _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
         np.matmul(g, v.transpose(0, 2, 1), out=out)         # 16 x (OC, tiles) @ (tiles, C)
 
