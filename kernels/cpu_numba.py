@@ -406,6 +406,18 @@ def conv_transpose(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, k: int, stri
 
 
 @njit(nogil=True, cache=True)
+def _tile_rows(x, c, n, y0, wv, rows):
+    """rows[i, :wv] = x[c, n, y0 + i, :wv] for the input rows of one Winograd tile row; a row
+    past the image is all 0 (columns from wv on are never written: the caller's zeros)."""
+    h = x.shape[2]
+    for i in range(rows.shape[0]):
+        if y0 + i < h:
+            rows[i, :wv] = x[c, n, y0 + i, :wv]
+        else:
+            rows[i, :] = 0.0
+
+
+@njit(nogil=True, cache=True)
 def _winograd_input(x, r0, r1, ty_n, tx_n, v):
     """v[(a*4 + b), c, (r - r0)*TX + tx] = (B^T d B)[a, b] for the 4x4 input tile d at tile
     row r (= n*TY + ty) and column tx, rows r0 <= r < r1; pixels past the input read 0.
@@ -414,7 +426,7 @@ def _winograd_input(x, r0, r1, ty_n, tx_n, v):
     Tile tx covers columns 2tx..2tx+3: with B^T d split into its even and odd columns, the
     column transform is a unit-stride loop over tx, which LLVM vectorises.
     """
-    c_n, _, h, w = x.shape
+    c_n, w = x.shape[0], x.shape[3]
     rows = np.zeros((4, 2 * tx_n + 2), dtype=np.float32)  # the 4 input rows of a tile row
     ev = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t
     od = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t + 1
@@ -422,11 +434,7 @@ def _winograd_input(x, r0, r1, ty_n, tx_n, v):
     for c in range(c_n):
         for r in range(r0, r1):
             n, y0 = r // ty_n, 2 * (r % ty_n)
-            for i in range(4):
-                if y0 + i < h:
-                    rows[i, :wv] = x[c, n, y0 + i, :wv]
-                else:
-                    rows[i, :] = 0.0
+            _tile_rows(x, c, n, y0, wv, rows)
             for t in range(tx_n + 1):
                 d0, d1, d2, d3 = rows[0, 2 * t], rows[1, 2 * t], rows[2, 2 * t], rows[3, 2 * t]
                 ev[0, t], ev[1, t], ev[2, t], ev[3, t] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
@@ -491,7 +499,7 @@ def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
     transformed row is split into its 4 column phases (column 4t + q), so the column
     transform is a unit-stride loop over the TX tiles, which LLVM vectorises.
     """
-    c_n, _, h, w = x.shape
+    c_n, w = x.shape[0], x.shape[3]
     width = 4 * tx_n + 4
     rows = np.zeros((6, width), dtype=np.float32)     # the 6 input rows of a tile row, 0-padded
     col = np.empty((6, width), dtype=np.float32)      # B^T d: the rows transformed
@@ -501,11 +509,7 @@ def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
     for c in range(c_n):
         for r in range(r0, r1):
             n, y0 = r // ty_n, 4 * (r % ty_n)
-            for i in range(6):
-                if y0 + i < h:
-                    rows[i, :wv] = x[c, n, y0 + i, :wv]
-                else:
-                    rows[i, :] = 0.0
+            _tile_rows(x, c, n, y0, wv, rows)
             d0, d1, d2, d3, d4, d5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
             c0, c1, c2, c3, c4, c5 = col[0], col[1], col[2], col[3], col[4], col[5]
             for k in range(width):

@@ -11,7 +11,8 @@ profiled).  Here nothing of that size exists:
   dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the flipped,
   transposed weights, ``flipped_weight``), and dW is Winograd run backwards
   (``winograd_weight_grad``): per block of tile rows, each worker thread transforms x and
-  dY into cache-sized buffers and adds 16 single-threaded BLAS GEMMs into its own partial sum;
+  dY into cache-sized buffers and runs 16 single-threaded BLAS GEMMs, and the blocks'
+  terms are summed in block order (``_blocks_summed``: the same bits for any thread count);
 * layers with few outputs (128->3): kn2row forward, and dW, dX from one stack of shifted
   dY copies (``kn2row_forward``, ``kn2row_backward``);
 * ``leaky_relu_backward_bias``: the LeakyReLU backward fused with db = Σ dY, from the
@@ -28,6 +29,8 @@ import numba
 import numpy as np
 from numba import njit
 from threadpoolctl import ThreadpoolController
+
+from w2x.kernels.cpu_numba import _winograd_input   # F(2x2)'s input transform, shared with the forward
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -50,34 +53,46 @@ def _helpers() -> ThreadPoolExecutor:
 def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
     """Σ over ``blocks`` of ``work(block, out)`` (which writes its float32 term into ``out``
     of ``shape``), on the calling thread and ``numba.get_num_threads() - 1`` pool threads,
-    each taking the next block until none is left and adding into its own partial sum, with
-    BLAS single-threaded (kernels/cpu_numba.py explains why)."""
-    todo, lock = iter(blocks), threading.Lock()
-    n_workers = min(len(blocks), _workers())
-    sums = [np.zeros(shape, np.float32) for _ in range(n_workers)]
+    each taking the next block until none is left, with BLAS single-threaded
+    (kernels/cpu_numba.py explains why).
 
-    def worker(t: int) -> None:
-        part = np.empty(shape, np.float32)
+    The terms are added in block order, whichever thread computed them: a term finished
+    ahead of an earlier one waits in its buffer until that one is added.  So the sum is the
+    same bit for bit for any thread count and any timing (per-thread partial sums would
+    group the terms as the scheduling happened to hand them out)."""
+    todo, take = iter(enumerate(blocks)), threading.Lock()
+    total = np.zeros(shape, np.float32)
+    finished: dict[int, np.ndarray] = {}   # terms computed but not yet added, by block index
+    spare: list[np.ndarray] = []           # buffers of terms already added
+    next_term = [0]                        # the index of the next term to add
+    adding = threading.Lock()
+
+    def worker() -> None:
         while True:
-            with lock:
-                blk = next(todo, None)
-            if blk is None:
+            with take:
+                i, blk = next(todo, (None, None))
+            if i is None:
                 return
+            with adding:
+                part = spare.pop() if spare else np.empty(shape, np.float32)
             work(blk, part)
-            sums[t] += part
+            with adding:
+                finished[i] = part
+                while next_term[0] in finished:
+                    term = finished.pop(next_term[0])
+                    np.add(total, term, out=total)
+                    spare.append(term)
+                    next_term[0] += 1
 
     pool = _helpers()
     with _blas.limit(limits=1, user_api="blas"):
-        futures = [pool.submit(worker, t) for t in range(1, n_workers)]
+        futures = [pool.submit(worker) for _ in range(1, min(len(blocks), _workers()))]
         try:
-            worker(0)
+            worker()
         finally:
             wait(futures)
         for f in futures:
             f.result()
-    total = sums[0]
-    for part in sums[1:]:
-        total += part
     return total
 
 
@@ -88,36 +103,6 @@ def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
 # 16 GEMMs (OC, tiles) @ (tiles, C) over the same input transform as the forward: 16 products
 # per tile and channel pair instead of im2col's 36 (2.25x fewer flops).
 WINOGRAD_GRAD_BLOCK_BYTES = 4 << 20     # per-thread V and dY transforms of one block
-
-
-@njit(nogil=True, cache=True)
-def _winograd_input_rows(x, r0, r1, ty_n, tx_n, v):
-    """v[a*4 + b, c, (r - r0)*TX + t] = (Bᵀ d B)[a, b] for the 4x4 tile d of x at rows
-    2ty.., columns 2t.. of image n (r = n*TY + ty); pixels past x read 0.
-    Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
-    c_n, _, h, w = x.shape
-    d = np.zeros((4, 4), np.float32)
-    e = np.empty((4, 4), np.float32)
-    for c in range(c_n):
-        for r in range(r0, r1):
-            n, y0 = r // ty_n, 2 * (r % ty_n)
-            for t in range(tx_n):
-                x0 = 2 * t
-                for i in range(4):
-                    for j in range(4):
-                        yy, xx = y0 + i, x0 + j
-                        d[i, j] = x[c, n, yy, xx] if yy < h and xx < w else 0.0
-                for j in range(4):          # e = Bᵀ d
-                    e[0, j] = d[0, j] - d[2, j]
-                    e[1, j] = d[1, j] + d[2, j]
-                    e[2, j] = d[2, j] - d[1, j]
-                    e[3, j] = d[1, j] - d[3, j]
-                q = (r - r0) * tx_n + t
-                for a in range(4):          # (Bᵀ d) B
-                    v[4 * a, c, q] = e[a, 0] - e[a, 2]
-                    v[4 * a + 1, c, q] = e[a, 1] + e[a, 2]
-                    v[4 * a + 2, c, q] = e[a, 2] - e[a, 1]
-                    v[4 * a + 3, c, q] = e[a, 1] - e[a, 3]
 
 
 @njit(nogil=True, cache=True)
@@ -168,7 +153,7 @@ def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
             local.g = np.empty(16 * oc * per_block * tx_n, np.float32)
         v = local.v[:16 * c * p].reshape(16, c, p)          # (16, C, tiles)
         g = local.g[:16 * oc * p].reshape(16, oc, p)        # (16, OC, tiles)
-        _winograd_input_rows(x, r0, r1, ty_n, tx_n, v)
+        _winograd_input(x, r0, r1, ty_n, tx_n, v)           # the forward's Bᵀ d B
         _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
         np.matmul(g, v.transpose(0, 2, 1), out=out)         # 16 x (OC, tiles) @ (tiles, C)
 

@@ -274,3 +274,34 @@ def test_skipping_the_input_gradient_keeps_the_parameter_gradients(arch):
     for name in out[0]:
         np.testing.assert_array_equal(out[0][name][0], out[1][name][0])
         np.testing.assert_array_equal(out[0][name][1], out[1][name][1])
+
+
+def test_blocks_summed_adds_the_terms_in_block_order_whatever_the_timing():
+    """kernels/cpu_numba_grad._blocks_summed: terms of very different sizes (float32 sums
+    that depend on their order) whose first block finishes last, on 1 and on all threads:
+    the bits of the in-order float32 sum each time (so training steps repeat bit for bit)."""
+    _numba_or_skip()
+    import time
+
+    import numba
+    from w2x.nn import kernel_files
+    kg = kernel_files.module("cpu_numba_grad")
+    rng = np.random.default_rng(5)
+    terms = [(rng.standard_normal((3, 4)) * 10.0 ** rng.integers(-4, 5)).astype(np.float32)
+             for _ in range(9)]
+    want = np.zeros((3, 4), np.float32)
+    for t in terms:
+        want += t
+
+    def work(i, out):
+        if i == 0:
+            time.sleep(0.05)      # the other threads finish blocks 1.. first
+        out[...] = terms[i]
+
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            np.testing.assert_array_equal(kg._blocks_summed(list(range(len(terms))), (3, 4), work), want)
+    finally:
+        numba.set_num_threads(before)

@@ -149,6 +149,23 @@ def test_failed_save_keeps_the_last_checkpoint(images, tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_checkpoint_from_before_hard_examples_resumes_with_oracle_rate_0(images, tmp_path):
+    """Checkpoints written before --oracle-rate existed hold no oracle_rate: they ran without
+    hard examples, so resuming asks for --oracle-rate 0 in one line, then works."""
+    cfg = _cfg(images, tmp_path / "m.json", oracle_rate=0.0)
+    train(cfg, stop_after_passes=1)
+    z = np.load(cfg.checkpoint)
+    arrays = {k: z[k] for k in z.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    del meta["config"]["oracle_rate"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(cfg.checkpoint, **arrays)
+    with pytest.raises(TrainError, match="oracle_rate=0.0, the command 0.1"):
+        train(_cfg(images, tmp_path / "m.json"), resume=True)
+    train(cfg, resume=True)
+    assert len(cfg.log.read_text().splitlines()) == 3
+
+
 def test_hard_examples_are_a_random_half_of_the_top_fifth():
     """oracle_rate 0.1, drop rate 0.5 (train.lua:607-631): 10 of 100 patches, drawn from the
     20 with the highest loss, all distinct."""

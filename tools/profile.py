@@ -202,7 +202,7 @@ def profile_arch(args, arch, be, k, rates, startup_import):
           f"{out_mp:.3f} output MP")
     print(f"start-up: import backend {startup_import:.2f} s, parse model {t_load:.2f} s, "
           f"model.on {t_on:.2f} s, first forward +{t_first_tile - t_later_tile:.2f} s (kernels load)")
-    print(f"| kind (1 thread) | s/MP | share |\n|---|---|---|")
+    print("| kind (1 thread) | s/MP | share |\n|---|---|---|")
     for kind in KINDS:
         print(f"| {kind} | {seconds[kind] / out_mp:.3f} | {100 * seconds[kind] / total:.1f}% |")
     print(f"| total (instrumented) | {total / out_mp:.3f} | 100% |")

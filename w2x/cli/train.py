@@ -14,7 +14,7 @@ from tqdm import tqdm
 from w2x.nn.archs import ARCHS
 from w2x.nn.backend import BackendUnavailableError
 from w2x.nn.models import ModelFormatError
-from w2x.train.data import DOWNSAMPLING_FILTERS, DataError
+from w2x.train.data import DOWNSAMPLING_FILTERS, PHOTO_RELEASE_FILTERS, DataError
 from w2x.train.loop import ORACLE_RATE, TrainConfig, TrainError, train
 
 PROG = "w2x train"
@@ -36,11 +36,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--val", help="folder of validation images (default: 5%% of --data held out)")
     p.add_argument("--init", help="start from this model (fine-tuning; required for noise_scale)")
     p.add_argument("--identity-init", action="store_true",
-                   help="vgg_7: start at the identity map (three channels carry the input through, the "
-                        "rest random) instead of the original's random start; helps short noise runs")
+                   help="vgg_7: start at the identity map (the input's channels carried through, the rest "
+                        "random) instead of the original's random start; helps short noise runs")
     p.add_argument("--filters", default=",".join(DOWNSAMPLING_FILTERS),
                    help="GraphicsMagick filters the scale pairs' downscale is drawn from, comma-separated "
-                        "(default %(default)s, lib/settings.lua; the released photo models used box,sinc,catrom)")
+                        "(default %(default)s, lib/settings.lua; the released photo models used "
+                        f"{','.join(PHOTO_RELEASE_FILTERS)})")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--inner-epoch", type=int, default=4)
     p.add_argument("--patches", type=int, default=64, help="patches per image per epoch")

@@ -35,7 +35,7 @@ EXIT_USAGE = 2
 def add_parser(commands) -> argparse.ArgumentParser:
     """Add ``visualize`` to the subcommands of the ``w2x`` parser."""
     p = commands.add_parser(
-        "visualize", prog=PROG, help="pictures of every layer's output for an image (for learners)",
+        "visualize", prog=PROG,
         description="Save each layer's output for one image as a grid of feature maps, the first "
                     "layer's filters, and the im2col matrix of a small patch (docs/how-it-works.md).")
     p.add_argument("-i", "--input", required=True, help="an image of at most 512 px a side")

@@ -31,6 +31,7 @@ import numpy as np
 from w2x.nn import kernel_files, ops
 from w2x.nn.archs import ARCHS, LayerSpec
 from w2x.nn.backend import Backend, get_backend
+from w2x.nn.layers import KN2ROW_MIN_RATIO
 from w2x.nn.ops import LEAKY_SLOPE, out_size
 
 
@@ -115,12 +116,9 @@ def _grad_kernels():
     return kernel_files.module("cpu_numba_grad")
 
 
-# a conv with at least this many times more inputs than outputs (vgg_7's 128->3) runs as
-# kn2row (kernels/cpu_numba_grad.kn2row_*): its GEMMs have OC*9 rows instead of C*9
-KN2ROW_MIN_RATIO = 4
-
-
 def _kn2row(x, w) -> bool:
+    """Whether the conv runs as kn2row (kernels/cpu_numba_grad.kn2row_*), where inference
+    does (``layers.KN2ROW_MIN_RATIO``, vgg_7's 128->3): GEMMs of OC*9 rows instead of C*9."""
     return x.shape[0] >= KN2ROW_MIN_RATIO * w.shape[0]
 
 

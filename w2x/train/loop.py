@@ -234,7 +234,8 @@ def load_checkpoint(cfg: TrainConfig) -> tuple[dict, Adam, dict, dict]:
         meta = json.loads(bytes(z["meta"]).decode())
     except (OSError, ValueError, KeyError) as e:
         raise TrainError(f"{path}: not a readable w2x checkpoint ({e})") from None
-    old = meta["config"]
+    old = dict(meta["config"])
+    old.setdefault("oracle_rate", 0.0)   # a checkpoint from before hard-example resampling
     for key in ("arch", "method", "channels", "seed", "noise_level", "style", "oracle_rate"):
         if old[key] != getattr(cfg, key):
             raise TrainError(f"--resume: the checkpoint has {key}={old[key]!r}, the command {getattr(cfg, key)!r}")
