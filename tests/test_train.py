@@ -209,6 +209,27 @@ def test_hard_examples_lead_the_next_epoch_and_resume_keeps_them(images, tmp_pat
             np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
 
 
+def test_more_carried_patches_than_the_set_keeps_the_usual_count(images, tmp_path):
+    """A resume whose patch set shrank below the carried hard examples: the set keeps its
+    usual size, made of the first carried patches (no negative slice)."""
+    cfg = _cfg(images, tmp_path / "m.json", patches=2, oracle_rate=0.1)
+    recipe = cfg.recipe()
+    from w2x.train.loop import split_images
+    train_images, _ = split_images(cfg, recipe)
+    ux, uy = epoch_patches(cfg, recipe, train_images, 0, None)
+    n = ux.shape[1] + 3                                        # 3 more carried than the set holds
+
+    def numbered(a):                                           # (C, n, h, w): distinct values
+        shape = (a.shape[0], n, *a.shape[2:])
+        return np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+
+    cx, cy = numbered(ux), numbered(uy)
+    x, y = epoch_patches(cfg, recipe, train_images, 1, (cx, cy))
+    assert x.shape == ux.shape and y.shape == uy.shape
+    np.testing.assert_array_equal(x, cx[:, :ux.shape[1]])
+    np.testing.assert_array_equal(y, cy[:, :uy.shape[1]])
+
+
 def test_identity_init_starts_at_the_identity_map():
     """vgg_7 from identity_init returns its input cropped by the offset (7 px), for RGB and Y."""
     for ch in (3, 1):

@@ -203,8 +203,9 @@ def epoch_patches(cfg: TrainConfig, recipe: data.Recipe, train_images, epoch: in
     x_all, y_all = data.patch_set(train_images, recipe, cfg.patches, np.random.default_rng([cfg.seed, 1, epoch]))
     if carried is None:
         return x_all, y_all
-    cx, cy = carried
-    n = x_all.shape[1] - cx.shape[1]
+    total = x_all.shape[1]
+    cx, cy = carried[0][:, :total], carried[1][:, :total]   # never more than the usual count
+    n = total - cx.shape[1]
     return (np.concatenate([cx, x_all[:, :n]], axis=1), np.concatenate([cy, y_all[:, :n]], axis=1))
 
 
