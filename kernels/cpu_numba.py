@@ -74,7 +74,7 @@ MATMUL_BLOCKS_PER_WORKER = 2
 DECONV_BLOCK_BYTES = 4 << 20
 _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
 # Every GEMM here goes through this one name (NumPy's float32 matmul, BLAS sgemm), so that
-# tools/profile.py can time GEMMs apart from the transforms around them.
+# tools/layer_profile.py can time GEMMs apart from the transforms around them.
 _gemm = np.matmul
 
 

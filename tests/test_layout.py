@@ -84,3 +84,12 @@ def test_the_graph_sees_imports_inside_functions():
     graph = _graph()
     assert "w2x.download" in graph["w2x.cli.main"]          # imported inside _load_models
     assert "w2x.cli.batch" in graph["w2x.cli.progress"]
+
+
+def test_no_tool_shadows_a_standard_module():
+    """``python tools/X.py`` puts tools/ first on sys.path, so a tools/profile.py is what
+    ``import profile`` finds there, and torch's cProfile import breaks in every tool."""
+    import sys
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    clashes = sorted(p.name for p in tools.glob("*.py") if p.stem in sys.stdlib_module_names)
+    assert not clashes, f"rename these tools, they shadow standard modules: {clashes}"

@@ -1,4 +1,4 @@
-"""tools/profile.py: its self-time accounting and its count of the multiplications each layer's
+"""tools/layer_profile.py: its self-time accounting and its count of the multiplications each layer's
 algorithm does, against hand counts (no timing: the clock is a fake)."""
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 def _profile_tool():
-    sys.path.insert(0, str(TOOLS))      # profile.py imports its sibling speed.py
+    sys.path.insert(0, str(TOOLS))      # layer_profile.py imports its sibling speed.py
     try:
-        spec = importlib.util.spec_from_file_location("w2x_profile_tool", TOOLS / "profile.py")
+        spec = importlib.util.spec_from_file_location("w2x_profile_tool", TOOLS / "layer_profile.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:

@@ -2,8 +2,8 @@
 """CPU profile of the numba backend (tooling, not inference): where a forward pass spends its
 time, per kind of work, and how far that is from what the GEMM rate allows.
 
-    python tools/profile.py                          # vgg_7, upconv_7, upcunet on lena.png 2x
-    python tools/profile.py --archs cunet --repeat 3
+    python tools/layer_profile.py                          # vgg_7, upconv_7, upcunet on lena.png 2x
+    python tools/layer_profile.py --archs cunet --repeat 3
 
 For each arch, on the tiles ``w2x.reconstruct.run_net`` cuts (as ``tools/speed.py`` times them):
 
