@@ -23,76 +23,43 @@ Each is checked against the reference in tests/test_grad.py.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 
-import numba
 import numpy as np
 from numba import njit
-from threadpoolctl import ThreadpoolController
 
-from w2x.kernels.cpu_numba import _winograd_input   # F(2x2)'s input transform, shared with the forward
-
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_blas: ThreadpoolController | None = None
-
-
-def _workers() -> int:
-    return numba.get_num_threads()
-
-
-def _helpers() -> ThreadPoolExecutor:
-    global _pool, _blas
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="w2x-grad")
-            _blas = ThreadpoolController()
-    return _pool
+# the forward's block runner (pool, worker count, single-threaded BLAS), per-thread scratch
+# buffers and F(2x2)'s input transform
+from w2x.kernels.cpu_numba import _run_blocks, _scratch, _winograd_input
 
 
 def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
     """Σ over ``blocks`` of ``work(block, out)`` (which writes its float32 term into ``out``
-    of ``shape``), on the calling thread and ``numba.get_num_threads() - 1`` pool threads,
-    each taking the next block until none is left, with BLAS single-threaded
-    (kernels/cpu_numba.py explains why).
+    of ``shape``), the blocks run by the forward's ``_run_blocks``.
 
     The terms are added in block order, whichever thread computed them: a term finished
     ahead of an earlier one waits in its buffer until that one is added.  So the sum is the
     same bit for bit for any thread count and any timing (per-thread partial sums would
     group the terms as the scheduling happened to hand them out)."""
-    todo, take = iter(enumerate(blocks)), threading.Lock()
     total = np.zeros(shape, np.float32)
     finished: dict[int, np.ndarray] = {}   # terms computed but not yet added, by block index
     spare: list[np.ndarray] = []           # buffers of terms already added
     next_term = [0]                        # the index of the next term to add
     adding = threading.Lock()
 
-    def worker() -> None:
-        while True:
-            with take:
-                i, blk = next(todo, (None, None))
-            if i is None:
-                return
-            with adding:
-                part = spare.pop() if spare else np.empty(shape, np.float32)
-            work(blk, part)
-            with adding:
-                finished[i] = part
-                while next_term[0] in finished:
-                    term = finished.pop(next_term[0])
-                    np.add(total, term, out=total)
-                    spare.append(term)
-                    next_term[0] += 1
+    def one(item) -> None:
+        i, blk = item
+        with adding:
+            part = spare.pop() if spare else np.empty(shape, np.float32)
+        work(blk, part)
+        with adding:
+            finished[i] = part
+            while next_term[0] in finished:
+                term = finished.pop(next_term[0])
+                np.add(total, term, out=total)
+                spare.append(term)
+                next_term[0] += 1
 
-    pool = _helpers()
-    with _blas.limit(limits=1, user_api="blas"):
-        futures = [pool.submit(worker) for _ in range(1, min(len(blocks), _workers()))]
-        try:
-            worker()
-        finally:
-            wait(futures)
-        for f in futures:
-            f.result()
+    _run_blocks(list(enumerate(blocks)), one)
     return total
 
 
@@ -143,16 +110,12 @@ def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     ty_n, tx_n = (oh + 1) // 2, (ow + 1) // 2
     rows = n * ty_n
     per_block = max(1, min(rows, WINOGRAD_GRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4)))
-    local = threading.local()
 
     def work(r0, out):
         r1 = min(rows, r0 + per_block)
         p = (r1 - r0) * tx_n
-        if getattr(local, "v", None) is None:
-            local.v = np.empty(16 * c * per_block * tx_n, np.float32)
-            local.g = np.empty(16 * oc * per_block * tx_n, np.float32)
-        v = local.v[:16 * c * p].reshape(16, c, p)          # (16, C, tiles)
-        g = local.g[:16 * oc * p].reshape(16, oc, p)        # (16, OC, tiles)
+        v = _scratch("grad_v", 16 * c * p).reshape(16, c, p)      # (16, C, tiles)
+        g = _scratch("grad_dy", 16 * oc * p).reshape(16, oc, p)   # (16, OC, tiles)
         _winograd_input(x, r0, r1, ty_n, tx_n, v)           # the forward's Bᵀ d B
         _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
         np.matmul(g, v.transpose(0, 2, 1), out=out)         # 16 x (OC, tiles) @ (tiles, C)
