@@ -207,15 +207,6 @@ def flipped_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:
     return np.ascontiguousarray(w4.reshape(in_channels, oc * k * k))
 
 
-def pad(dy: np.ndarray, p: int) -> np.ndarray:
-    """dY (OC, N, OH, OW) zero-padded by p on every side of its planes."""
-    oc, n, oh, ow = dy.shape
-    out = np.zeros((oc, n, oh + 2 * p, ow + 2 * p), np.float32)
-    out[:, :, p:p + oh, p:p + ow] = dy
-    return out
-
-
-
 # --- layers with few outputs (128->3, 64->3): kn2row forward and backward ----------------
 @njit(nogil=True, cache=True)
 def _shift_add_kernel(p, k, bias, slope, y):
