@@ -305,7 +305,8 @@ def train(cfg: TrainConfig, resume: bool = False, report: Callable[[str, dict], 
             extra = {"carried_x": x_all[:, keep], "carried_y": y_all[:, keep]}
         elif inner == 0:
             extra = {}
-        x_all, y_all = epoch_patches(cfg, recipe, train_images, epoch, _carried(extra))
+        if inner == 0 or x_all is None:   # one patch set per epoch, its inner passes share it
+            x_all, y_all = epoch_patches(cfg, recipe, train_images, epoch, _carried(extra))
         instance_loss = np.zeros(x_all.shape[1], np.float64)
         order = np.random.default_rng([cfg.seed, 2, epoch, inner]).permutation(x_all.shape[1])
         t0, losses = time.perf_counter(), []
