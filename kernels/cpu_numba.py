@@ -60,11 +60,14 @@ from w2x.nn.ops import WINOGRAD_TILES, out_size, transposed_out_size
 # against 185 ms at 1 MiB and 216 ms at 16 MiB.  The single-threaded GEMM runs at 75-85
 # GFLOPS from 128 to 2048 tiles, so the block size is about cache, not GEMM shape.
 WINOGRAD_BLOCK_BYTES = 4 << 20
-# A matmul is split across workers only above this many output columns; below it, thread
-# hand-off costs more than it saves (SE 1x1 convs have N columns).
+# A matmul is split across workers into column blocks where it has at least this many
+# output columns, else into row blocks where it has at least MATMUL_SPLIT_MIN_ROWS rows
+# (the long-K products of the backward pass: (256, N*H*W) @ (N*H*W, 48)), else it runs whole
+# on the caller; below these, thread hand-off costs more than it saves (SE 1x1 convs).
 MATMUL_SPLIT_MIN_COLUMNS = 4096
-# Column blocks per worker in a split matmul: > 1 lets a worker that another process slowed
-# down hand work to the other (dynamic scheduling).
+MATMUL_SPLIT_MIN_ROWS = 128
+# Blocks per worker in a split matmul: > 1 lets a worker that another process slowed down
+# hand work to the other (dynamic scheduling).
 MATMUL_BLOCKS_PER_WORKER = 2
 # Per-thread GEMM result of one block of output rows of a transposed convolution, gathered
 # into the output right after.  CPU time of one 256-px tile's deconvs (2 threads, fused vs
@@ -248,6 +251,34 @@ def _scratch(name: str, size: int) -> np.ndarray:
     return buf[:size]
 
 
+def _stack(name: str, count: int, rows: int, cols: int) -> np.ndarray:
+    """A stack of ``count`` (rows, cols) float32 matrices in the calling thread's scratch,
+    as the Numba kernels take it: a (count, stride) array, matrix k in row k's first
+    rows * cols floats (C order), the rows ``_stack_stride`` floats long: see there why.
+    ``_matrices`` gives BLAS the (count, rows, cols) view of the same memory."""
+    return _scratch(name, count * _stack_stride(rows * cols)).reshape(count, -1)   # (count, stride)
+
+
+def _matrices(stack: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The (count, rows, cols) matrices of a ``_stack``: a strided view, which ``np.matmul``
+    hands to BLAS like a contiguous stack (each matrix is C-contiguous)."""
+    return np.lib.stride_tricks.as_strided(stack, (stack.shape[0], rows, cols), (stack.strides[0], cols * 4, 4))
+
+
+def _stack_stride(size: int) -> int:
+    """Floats from one matrix of a Winograd stack to the next: ``size`` rounded up to 4 KiB,
+    plus one 64-byte cache line.
+
+    The transforms read or write all 16 or 36 matrices of a stack at once, one row each.
+    Where the matrices lie a multiple of 4 KiB apart (as often: C * tiles * 4 bytes, with C
+    a multiple of 64), all those streams map to the same L1 sets and evict one another; one
+    cache line of skew per matrix spreads them over distinct sets.  Measured on this
+    machine's one thread: dY's transform of a (256, 16, 12, 12) gradient took 8.4 ms
+    unskewed, 1.1 ms skewed.
+    """
+    return -(-size // 1024) * 1024 + 16
+
+
 def _workers() -> int:
     """Threads for a GEMM primitive (the caller included): Numba's thread count, or 1 where
     the BLAS threads cannot be set."""
@@ -318,16 +349,31 @@ def _run_blocks(blocks: list, work) -> None:
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` in float32, twin of ``np.matmul``; a 2-D product with many columns is split
-    into column blocks computed on the workers."""
-    if a.ndim != 2 or b.ndim != 2 or b.shape[1] < MATMUL_SPLIT_MIN_COLUMNS:
-        return _gemm(a, b)
-    out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
-    m = b.shape[1]
-    step = math.ceil(m / (_workers() * MATMUL_BLOCKS_PER_WORKER))
-    # out[:, lo:hi] is a strided view that BLAS writes directly (row stride >= its width)
-    _run_blocks([(lo, min(m, lo + step)) for lo in range(0, m, step)],
-                lambda blk: _gemm(a, b[:, blk[0]:blk[1]], out=out[:, blk[0]:blk[1]]))
+    """``a @ b``, twin of ``np.matmul``: a 2-D product is split into column or row blocks
+    (``MATMUL_SPLIT_MIN_COLUMNS``, ``MATMUL_SPLIT_MIN_ROWS``) computed on the workers.
+
+    Every product, split or not, runs with BLAS at one thread (``_run_blocks``): a BLAS call
+    left to thread itself leaves its worker threads spinning for ~0.1 s after it returns,
+    on the cores this module's own threads need next.  Measured: a training step of
+    upconv_7 (batch 16, crop 48, 2 threads) took 110 ms with the small products threaded by
+    OpenBLAS and 58 ms with OpenBLAS held at one thread."""
+    if a.ndim != 2 or b.ndim != 2:            # a stack of products: one call on the caller
+        result = []
+        _run_blocks([0], lambda _: result.append(_gemm(a, b)))
+        return result[0]
+    m, n = a.shape[0], b.shape[1]
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    parts = _workers() * MATMUL_BLOCKS_PER_WORKER
+    if n >= MATMUL_SPLIT_MIN_COLUMNS:
+        step = math.ceil(n / parts)
+        blocks = [(slice(None), slice(lo, min(n, lo + step))) for lo in range(0, n, step)]
+    elif m >= MATMUL_SPLIT_MIN_ROWS:
+        step = math.ceil(m / parts)
+        blocks = [(slice(lo, min(m, lo + step)), slice(None)) for lo in range(0, m, step)]
+    else:
+        blocks = [(slice(None), slice(None))]
+    # out[rows, cols] is a view that BLAS writes directly (row stride >= its width)
+    _run_blocks(blocks, lambda blk: _gemm(a[blk[0]], b[:, blk[1]], out=out[blk]))
     return out
 
 
@@ -412,21 +458,27 @@ def _tile_rows(x, c, n, y0, wv, rows):
     h = x.shape[2]
     for i in range(rows.shape[0]):
         if y0 + i < h:
-            rows[i, :wv] = x[c, n, y0 + i, :wv]
+            for k in range(wv):
+                rows[i, k] = x[c, n, y0 + i, k]
         else:
-            rows[i, :] = 0.0
+            for k in range(rows.shape[1]):
+                rows[i, k] = 0.0
 
 
 @njit(nogil=True, cache=True)
 def _winograd_input(x, r0, r1, ty_n, tx_n, v):
-    """v[(a*4 + b), c, (r - r0)*TX + tx] = (B^T d B)[a, b] for the 4x4 input tile d at tile
+    """v[a*4 + b, c*P + (r - r0)*TX + tx] = (B^T d B)[a, b] for the 4x4 input tile d at tile
     row r (= n*TY + ty) and column tx, rows r0 <= r < r1; pixels past the input read 0.
+    ``v`` is a ``_stack`` of 16 (C, P) matrices, P = (r1 - r0)*TX tiles, one per row.
 
     B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] (Lavin & Gray eq. 9).
     Tile tx covers columns 2tx..2tx+3: with B^T d split into its even and odd columns, the
-    column transform is a unit-stride loop over tx, which LLVM vectorises.
+    column transform is a unit-stride loop over tx.  It writes ``v`` by index, not through a
+    slice per (c, r, a): on a training batch's short rows (6-11 tiles) the views cost more
+    than the arithmetic (3-4x the time of this form on upconv_7's layers, batch 16, crop 48).
     """
     c_n, w = x.shape[0], x.shape[3]
+    p = (r1 - r0) * tx_n
     rows = np.zeros((4, 2 * tx_n + 2), dtype=np.float32)  # the 4 input rows of a tile row
     ev = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t
     od = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t + 1
@@ -440,37 +492,36 @@ def _winograd_input(x, r0, r1, ty_n, tx_n, v):
                 ev[0, t], ev[1, t], ev[2, t], ev[3, t] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
                 d0, d1, d2, d3 = rows[0, 2 * t + 1], rows[1, 2 * t + 1], rows[2, 2 * t + 1], rows[3, 2 * t + 1]
                 od[0, t], od[1, t], od[2, t], od[3, t] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-            p0 = (r - r0) * tx_n
+            j = c * p + (r - r0) * tx_n         # column of tile (r, 0) in row c of each matrix
             for a in range(4):
-                e, o = ev[a], od[a]
-                v0, v1 = v[4 * a, c, p0:p0 + tx_n], v[4 * a + 1, c, p0:p0 + tx_n]
-                v2, v3 = v[4 * a + 2, c, p0:p0 + tx_n], v[4 * a + 3, c, p0:p0 + tx_n]
                 for t in range(tx_n):
-                    v0[t] = e[t] - e[t + 1]
-                    v1[t] = o[t] + e[t + 1]
-                    v2[t] = e[t + 1] - o[t]
-                    v3[t] = o[t] - o[t + 1]
+                    v[4 * a, j + t] = ev[a, t] - ev[a, t + 1]
+                    v[4 * a + 1, j + t] = od[a, t] + ev[a, t + 1]
+                    v[4 * a + 2, j + t] = ev[a, t + 1] - od[a, t]
+                    v[4 * a + 3, j + t] = od[a, t] - od[a, t + 1]
 
 
 @njit(nogil=True, cache=True)
 def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
     """y[o, n, 2ty:2ty+2, 2tx:2tx+2] = LeakyReLU(A^T M A + bias) for the tiles of rows
-    r0 <= r < r1, M[a, b] = m[a*4 + b, o, (r - r0)*TX + tx]; rows/columns past OH/OW dropped.
+    r0 <= r < r1, M[a, b] = m[a*4 + b, o*P + (r - r0)*TX + tx] (``m``: a ``_stack`` of 16 (OC, P)
+    matrices, P = (r1 - r0)*TX); rows/columns past OH/OW dropped.
 
     A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] (Lavin & Gray eq. 9).  Each step is a loop over
     the TX tiles of a row with unit stride, which LLVM vectorises.
     """
     oc, _, oh, ow = y.shape
+    p = (r1 - r0) * tx_n
     s = np.empty((8, tx_n), dtype=np.float32)        # A^T M: s[4*i + b, tx] = (A^T M)[i, b]
     q = np.empty((2, 2 * tx_n), dtype=np.float32)    # two output rows, columns interleaved
     for o in range(oc):
         bo = bias[o]
         for r in range(r0, r1):
             n, y0 = r // ty_n, 2 * (r % ty_n)
-            p0 = (r - r0) * tx_n
+            j = o * p + (r - r0) * tx_n         # column of tile (r, 0) in row o of each matrix
             for b in range(4):
-                m0, m1 = m[b, o, p0:p0 + tx_n], m[4 + b, o, p0:p0 + tx_n]
-                m2, m3 = m[8 + b, o, p0:p0 + tx_n], m[12 + b, o, p0:p0 + tx_n]
+                m0, m1 = m[b, j:j + tx_n], m[4 + b, j:j + tx_n]
+                m2, m3 = m[8 + b, j:j + tx_n], m[12 + b, j:j + tx_n]
                 s0, s1 = s[b], s[4 + b]
                 for t in range(tx_n):
                     s0[t] = m0[t] + m1[t] + m2[t]
@@ -483,12 +534,13 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                     e1 = a1[t] - a2[t] - a3[t] + bo
                     qi[2 * t], qi[2 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
             for i in range(min(2, oh - y0)):
-                y[o, n, y0 + i, :] = q[i, :ow]
+                for k in range(ow):
+                    y[o, n, y0 + i, k] = q[i, k]
 
 
 @njit(nogil=True, cache=True)
 def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
-    """F(4x4, 3x3) input transform: v[(a*6 + b), c, (r - r0)*TX + tx] = (B^T d B)[a, b] for
+    """F(4x4, 3x3) input transform: v[a*6 + b, c*P + (r - r0)*TX + tx] = (B^T d B)[a, b] for
     the 6x6 input tile d at tile row r (= n*TY + ty), column tx (stride 4), rows r0 <= r < r1;
     pixels past the input read 0.  B^T is ``ops.WINOGRAD_BT[4]`` (points 0, 1, -1, 1/2, -2, inf):
 
@@ -500,6 +552,7 @@ def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
     transform is a unit-stride loop over the TX tiles, which LLVM vectorises.
     """
     c_n, w = x.shape[0], x.shape[3]
+    p = (r1 - r0) * tx_n
     width = 4 * tx_n + 4
     rows = np.zeros((6, width), dtype=np.float32)     # the 6 input rows of a tile row, 0-padded
     col = np.empty((6, width), dtype=np.float32)      # B^T d: the rows transformed
@@ -520,14 +573,14 @@ def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
                 c3[k] = f2 * e13 + e24
                 c4[k] = e13 - f2 * e24
                 c5[k] = f2 * (d1[k] + d5[k]) - f3 * (d2[k] - d4[k]) - f4 * d3[k]
-            p0 = (r - r0) * tx_n
+            j = c * p + (r - r0) * tx_n         # column of tile (r, 0) in row c of each matrix
             for a in range(6):
                 ca = col[a]
                 for t in range(tx_n + 1):
                     ph[0, t], ph[1, t], ph[2, t], ph[3, t] = ca[4 * t], ca[4 * t + 1], ca[4 * t + 2], ca[4 * t + 3]
                 q0, q1, q2, q3 = ph[0], ph[1], ph[2], ph[3]
-                v0, v1, v2 = v[6 * a, c, p0:p0 + tx_n], v[6 * a + 1, c, p0:p0 + tx_n], v[6 * a + 2, c, p0:p0 + tx_n]
-                v3, v4, v5 = v[6 * a + 3, c, p0:p0 + tx_n], v[6 * a + 4, c, p0:p0 + tx_n], v[6 * a + 5, c, p0:p0 + tx_n]
+                v0, v1, v2 = v[6 * a, j:j + tx_n], v[6 * a + 1, j:j + tx_n], v[6 * a + 2, j:j + tx_n]
+                v3, v4, v5 = v[6 * a + 3, j:j + tx_n], v[6 * a + 4, j:j + tx_n], v[6 * a + 5, j:j + tx_n]
                 for t in range(tx_n):
                     e0, e1, e2, e3, e4, e5 = q0[t], q1[t], q2[t], q3[t], q0[t + 1], q1[t + 1]
                     e13, e24 = e1 - e3, e2 - e4
@@ -542,7 +595,7 @@ def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
 @njit(nogil=True, cache=True)
 def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
     """F(4x4, 3x3) output transform: y[o, n, 4ty:4ty+4, 4tx:4tx+4] = LeakyReLU(A^T M A + bias)
-    for the tiles of rows r0 <= r < r1, M[a, b] = m[a*6 + b, o, (r - r0)*TX + tx]; rows and
+    for the tiles of rows r0 <= r < r1, M[a, b] = m[a*6 + b, o*P + (r - r0)*TX + tx]; rows and
     columns past OH/OW dropped.  A^T is ``ops.WINOGRAD_AT[4]``:
 
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 1/2, -2, 0], [0, 1, 1, 1/4, 4, 0], [0, 1, -1, 1/8, -8, 1]]
@@ -550,6 +603,7 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
     Each step is a unit-stride loop over the TX tiles of a row, which LLVM vectorises.
     """
     oc, _, oh, ow = y.shape
+    p = (r1 - r0) * tx_n
     s = np.empty((24, tx_n), dtype=np.float32)       # A^T M: s[6*i + b, tx] = (A^T M)[i, b]
     q = np.empty((4, 4 * tx_n), dtype=np.float32)    # four output rows, columns interleaved
     h2, h4, h8 = np.float32(0.5), np.float32(0.25), np.float32(0.125)   # float32 arithmetic
@@ -558,10 +612,10 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
         bo = bias[o]
         for r in range(r0, r1):
             n, y0 = r // ty_n, 4 * (r % ty_n)
-            p0 = (r - r0) * tx_n
+            j = o * p + (r - r0) * tx_n         # column of tile (r, 0) in row o of each matrix
             for b in range(6):
-                m0, m1, m2 = m[b, o, p0:p0 + tx_n], m[6 + b, o, p0:p0 + tx_n], m[12 + b, o, p0:p0 + tx_n]
-                m3, m4, m5 = m[18 + b, o, p0:p0 + tx_n], m[24 + b, o, p0:p0 + tx_n], m[30 + b, o, p0:p0 + tx_n]
+                m0, m1, m2 = m[b, j:j + tx_n], m[6 + b, j:j + tx_n], m[12 + b, j:j + tx_n]
+                m3, m4, m5 = m[18 + b, j:j + tx_n], m[24 + b, j:j + tx_n], m[30 + b, j:j + tx_n]
                 s0, s1, s2, s3 = s[b], s[6 + b], s[12 + b], s[18 + b]
                 for t in range(tx_n):
                     sp, sm = m1[t] + m2[t], m1[t] - m2[t]
@@ -582,7 +636,8 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                     qi[4 * t], qi[4 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
                     qi[4 * t + 2], qi[4 * t + 3] = max(e2, e2 * slope), max(e3, e3 * slope)
             for i in range(min(4, oh - y0)):
-                y[o, n, y0 + i, :] = q[i, :ow]
+                for k in range(ow):
+                    y[o, n, y0 + i, k] = q[i, k]
 
 
 def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
@@ -624,10 +679,10 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     def work(r0):
         r1 = min(rows, r0 + per_block)
         p = (r1 - r0) * tx_n
-        v = _scratch("winograd_v", t2 * c * p).reshape(t2, c, p)     # ((m+2)^2, C, tiles)
-        m = _scratch("winograd_m", t2 * oc * p).reshape(t2, oc, p)   # ((m+2)^2, OC, tiles)
+        v = _stack("winograd_v", t2, c, p)      # (m+2)^2 matrices (C, tiles)
+        m = _stack("winograd_m", t2, oc, p)     # (m+2)^2 matrices (OC, tiles)
         transform_in(x, r0, r1, ty_n, tx_n, v)
-        _gemm(u, v, out=m)                                            # (m+2)^2 x (OC, C) @ (C, tiles)
+        _gemm(u, _matrices(v, c, p), out=_matrices(m, oc, p))       # (m+2)^2 x (OC, C) @ (C, tiles)
         transform_out(m, bias, s, r0, r1, ty_n, tx_n, y)
 
     _run_blocks(list(range(0, rows, per_block)), work)

@@ -27,9 +27,9 @@ import threading
 import numpy as np
 from numba import njit
 
-# the forward's block runner (pool, worker count, single-threaded BLAS), per-thread scratch
-# buffers and F(2x2)'s input transform
-from w2x.kernels.cpu_numba import _run_blocks, _scratch, _winograd_input
+# the forward's block runner (pool, single-threaded BLAS) and worker count, per-thread
+# stacks of matrices and F(2x2)'s input transform
+from w2x.kernels.cpu_numba import _matrices, _run_blocks, _stack, _winograd_input, _workers
 
 
 def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
@@ -74,9 +74,11 @@ WINOGRAD_GRAD_BLOCK_BYTES = 4 << 20     # per-thread V and dY transforms of one 
 
 @njit(nogil=True, cache=True)
 def _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g):
-    """g[a*4 + b, o, (r - r0)*TX + t] = (A dY Aᵀ)[a, b] for the 2x2 tile of dY at rows 2ty..,
-    columns 2t.. of image n (values past OH/OW read 0).  A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
+    """g[a*4 + b, o*P + (r - r0)*TX + t] = (A dY Aᵀ)[a, b] for the 2x2 tile of dY at rows
+    2ty.., columns 2t.. of image n (values past OH/OW read 0); ``g`` is a ``_stack`` of 16
+    (OC, P) matrices, P = (r1 - r0)*TX.  A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
     oc, _, oh, ow = dy.shape
+    p = (r1 - r0) * tx_n
     u = np.empty(4, np.float32)     # column 0 of A dY
     v = np.empty(4, np.float32)     # column 1 of A dY
     for o in range(oc):
@@ -84,19 +86,19 @@ def _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g):
             n, y0 = r // ty_n, 2 * (r % ty_n)
             for t in range(tx_n):
                 x0 = 2 * t
-                p = dy[o, n, y0, x0]
-                q = dy[o, n, y0, x0 + 1] if x0 + 1 < ow else 0.0
-                rr = dy[o, n, y0 + 1, x0] if y0 + 1 < oh else 0.0
-                s = dy[o, n, y0 + 1, x0 + 1] if y0 + 1 < oh and x0 + 1 < ow else 0.0
-                # A dY: rows [p, q], [p + r, q + s], [p - r, q - s], [-r, -s]
-                u[0], u[1], u[2], u[3] = p, p + rr, p - rr, -rr
-                v[0], v[1], v[2], v[3] = q, q + s, q - s, -s
-                k = (r - r0) * tx_n + t
+                d00 = dy[o, n, y0, x0]
+                d01 = dy[o, n, y0, x0 + 1] if x0 + 1 < ow else 0.0
+                d10 = dy[o, n, y0 + 1, x0] if y0 + 1 < oh else 0.0
+                d11 = dy[o, n, y0 + 1, x0 + 1] if y0 + 1 < oh and x0 + 1 < ow else 0.0
+                # A dY: rows [d00, d01], [d00 + d10, d01 + d11], [d00 - d10, d01 - d11], [-d10, -d11]
+                u[0], u[1], u[2], u[3] = d00, d00 + d10, d00 - d10, -d10
+                v[0], v[1], v[2], v[3] = d01, d01 + d11, d01 - d11, -d11
+                k = o * p + (r - r0) * tx_n + t
                 for a in range(4):          # (A dY) Aᵀ: each row [u, v] -> [u, u + v, u - v, -v]
-                    g[4 * a, o, k] = u[a]
-                    g[4 * a + 1, o, k] = u[a] + v[a]
-                    g[4 * a + 2, o, k] = u[a] - v[a]
-                    g[4 * a + 3, o, k] = -v[a]
+                    g[4 * a, k] = u[a]
+                    g[4 * a + 1, k] = u[a] + v[a]
+                    g[4 * a + 2, k] = u[a] - v[a]
+                    g[4 * a + 3, k] = -v[a]
 
 
 def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -114,11 +116,11 @@ def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     def work(r0, out):
         r1 = min(rows, r0 + per_block)
         p = (r1 - r0) * tx_n
-        v = _scratch("grad_v", 16 * c * p).reshape(16, c, p)      # (16, C, tiles)
-        g = _scratch("grad_dy", 16 * oc * p).reshape(16, oc, p)   # (16, OC, tiles)
+        v = _stack("grad_v", 16, c, p)       # 16 matrices (C, tiles)
+        g = _stack("grad_dy", 16, oc, p)     # 16 matrices (OC, tiles)
         _winograd_input(x, r0, r1, ty_n, tx_n, v)           # the forward's Bᵀ d B
         _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
-        np.matmul(g, v.transpose(0, 2, 1), out=out)         # 16 x (OC, tiles) @ (tiles, C)
+        np.matmul(_matrices(g, oc, p), _matrices(v, c, p).transpose(0, 2, 1), out=out)   # 16 x (OC, tiles) @ (tiles, C)
 
     m = _blocks_summed(list(range(0, rows, per_block)), (16, oc, c), work)   # dL/dU
     dw = np.empty((oc, c * 9), np.float32)
@@ -168,9 +170,14 @@ def _winograd_weight_kernel(g, u):
 def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
     """``ops.winograd_weight`` (U = G g Gᵀ, (16, OC, C), computed in float64 and rounded once)
     as a Numba loop: 8 ms -> well under 1 ms for 128x128, which counts when a training step
-    transforms every weight twice."""
-    u = np.empty((16, w2d.shape[0], in_channels), np.float32)
-    _winograd_weight_kernel(np.ascontiguousarray(w2d), u)
+    transforms every weight twice; the output channels are split between the workers (run
+    on one thread, the transforms were a tenth of an upconv_7 step at 2 threads)."""
+    oc = w2d.shape[0]
+    g = np.ascontiguousarray(w2d)
+    u = np.empty((16, oc, in_channels), np.float32)
+    step = -(-oc // _workers())
+    _run_blocks([(lo, min(oc, lo + step)) for lo in range(0, oc, step)],
+                lambda blk: _winograd_weight_kernel(g[blk[0]:blk[1]], u[:, blk[0]:blk[1]]))
     return u
 
 
@@ -268,7 +275,7 @@ def kn2row_backward(dz: np.ndarray, x: np.ndarray, wk: np.ndarray, k: int, matmu
     d2 = d.reshape(oc * k * k, n * h * w)                                   # (OC*k*k, N*H*W)
     # (C, NHW) @ (NHW, OC*k*k) -> transposed: OpenBLAS runs the long-K product faster with
     # the wide matrix on the left (grad.conv_backward)
-    dwk = np.matmul(x.reshape(c, n * h * w), d2.T).T                        # (OC*k*k, C)
+    dwk = matmul(x.reshape(c, n * h * w), d2.T).T                           # (OC*k*k, C)
     # (OC, k, k, C) -> (OC, C, k, k) -> (OC, C*k*k)
     dw = np.ascontiguousarray(dwk.reshape(oc, k, k, c).transpose(0, 3, 1, 2).reshape(oc, c * k * k))
     dx = matmul(np.ascontiguousarray(wk.T), d2).reshape(c, n, h, w) if input_grad else None

@@ -253,11 +253,12 @@ def test_winograd_weight_grad_blocks_cover_every_tile():
         kg.WINOGRAD_GRAD_BLOCK_BYTES = old
 
 
-def test_winograd_weight_is_the_reference_transform():
+@pytest.mark.parametrize("oc", [1, 6, 7])     # output channels split between the workers
+def test_winograd_weight_is_the_reference_transform(oc):
     _numba_or_skip()
     from w2x.nn import kernel_files, ops
     kg = kernel_files.module("cpu_numba_grad")
-    w = np.random.default_rng(3).standard_normal((6, 5 * 9)).astype(np.float32)
+    w = np.random.default_rng(3).standard_normal((oc, 5 * 9)).astype(np.float32)
     np.testing.assert_allclose(kg.winograd_weight(w, 5), ops.winograd_weight(w, 5), rtol=1e-6, atol=1e-7)
 
 

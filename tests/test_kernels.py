@@ -158,8 +158,9 @@ def test_crop_add_matches_reference_and_returns_a_new_array(backend, crop):
     np.testing.assert_array_equal(be.to_host(ad), a)          # inputs untouched
 
 
-MATMUL_CASES = [  # (M, K, N): SE 1x1 (N = tiles), the deconv GEMM, a wide split one, K = 1
-    (8, 64, 3), (48, 256, 1000), (32, 27, 70001), (5, 1, 9000),
+MATMUL_CASES = [  # (M, K, N): SE 1x1 (N = tiles), the deconv GEMM, a wide split one, K = 1,
+    # a long-K backward product split by rows
+    (8, 64, 3), (48, 256, 1000), (32, 27, 70001), (5, 1, 9000), (257, 3000, 27),
 ]
 
 
@@ -273,6 +274,41 @@ def test_numba_gemm_primitives_restore_the_blas_thread_count_under_concurrent_ca
         t.join()
     assert len(errors) == 15 and max(errors) <= GEMM_ATOL
     assert get() == before
+
+
+@pytest.mark.parametrize("case", MATMUL_CASES, ids=str)
+def test_numba_matmul_runs_every_product_with_blas_at_one_thread(numba_backend, monkeypatch, case):
+    """Split or not, no BLAS call of the primitive threads itself: OpenBLAS's threads would
+    spin on the cores the worker threads need next."""
+    if numba_backend._BLAS_THREADS is None:
+        pytest.skip("NumPy's BLAS is not the bundled OpenBLAS: its threads are left alone")
+    get, _ = numba_backend._BLAS_THREADS
+    seen = []
+
+    def gemm(*args, **kwargs):
+        seen.append(get())
+        return np.matmul(*args, **kwargs)
+
+    monkeypatch.setattr(numba_backend, "_gemm", gemm)
+    m, k, n = case
+    rng = _rng(17)
+    a, b = _randn(rng, m, k) / np.float32(np.sqrt(k)), _randn(rng, k, n)
+    np.testing.assert_allclose(numba_backend.matmul(a, b), a.astype(np.float64) @ b, rtol=0, atol=GEMM_ATOL)
+    np.testing.assert_allclose(numba_backend.matmul(a[None], b[None])[0], a.astype(np.float64) @ b,
+                               rtol=0, atol=GEMM_ATOL)                  # a stack of products
+    assert seen and set(seen) == {1}
+
+
+def test_numba_winograd_stacks_are_skewed_views_of_their_rows(numba_backend):
+    """Consecutive matrices of a stack start one cache line apart modulo 4 KiB, and the BLAS
+    view reads what the kernels write at [k, row * cols + col]."""
+    for rows, cols in [(64, 64), (128, 256), (3, 7), (256, 144)]:
+        stack = numba_backend._stack("test_stack", 5, rows, cols)
+        assert stack.flags.c_contiguous and stack.shape[1] * 4 % 4096 == 64
+        stack[:] = np.arange(stack.size, dtype=np.float32).reshape(stack.shape)
+        mats = numba_backend._matrices(stack, rows, cols)
+        assert mats.shape == (5, rows, cols) and np.shares_memory(mats, stack)
+        np.testing.assert_array_equal(mats, stack[:, :rows * cols].reshape(5, rows, cols))
 
 
 def test_numba_matmul_works_without_blas_thread_control(numba_backend, monkeypatch):
