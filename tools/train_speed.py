@@ -24,6 +24,10 @@ from w2x.train.loop import TrainConfig, he_init, train_step
 from w2x.train import data
 
 CROP, BATCH, CHANNELS = 48, 16, 3
+# Pause before each timed step: torch's OpenMP threads (and OpenBLAS's, after a threaded
+# GEMM) busy-wait for a while after returning, which would bill the next step, whichever
+# side it is (tools/speed.py does the same).
+SETTLE_S = 0.2
 
 
 def _interleaved_times(fns, repeats: int) -> tuple[list[list[float]], list[list[float]]]:
@@ -37,6 +41,7 @@ def _interleaved_times(fns, repeats: int) -> tuple[list[list[float]], list[list[
     cpu = [[] for _ in fns]
     for _ in range(repeats):
         for fn, ts, cs in zip(fns, times, cpu):
+            time.sleep(SETTLE_S)
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
             ts.append(time.perf_counter() - t0)
@@ -76,9 +81,9 @@ def main(argv=None) -> int:
             opt.step()
 
         def our_step():
-            with threadpool_limits(args.threads):
-                train_step(cfg, params, adam, x, y, be)
-        (t_ours, t_theirs), (c_ours, c_theirs) = _interleaved_times([our_step, torch_step], args.repeats)
+            train_step(cfg, params, adam, x, y, be)
+        with threadpool_limits(args.threads):     # NumPy's BLAS at the same thread count
+            (t_ours, t_theirs), (c_ours, c_theirs) = _interleaved_times([our_step, torch_step], args.repeats)
         ours, theirs = statistics.median(t_ours), statistics.median(t_theirs)
         ratio = statistics.median(a / b for a, b in zip(t_ours, t_theirs))
         cpu_ratio = statistics.median(a / b for a, b in zip(c_ours, c_theirs))
