@@ -253,6 +253,16 @@ def test_winograd_weight_grad_blocks_cover_every_tile():
         kg.WINOGRAD_GRAD_BLOCK_BYTES = old
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (5, 2, 3, 7), (7, 3, 9, 4)])
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_zero_padded_is_np_pad(shape, pad):
+    _numba_or_skip()
+    from w2x.nn import kernel_files
+    kg = kernel_files.module("cpu_numba_grad")
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(kg.zero_padded(x, pad), np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))))
+
+
 @pytest.mark.parametrize("oc", [1, 6, 7])     # output channels split between the workers
 def test_winograd_weight_is_the_reference_transform(oc):
     _numba_or_skip()
