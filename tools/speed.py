@@ -23,7 +23,9 @@ PyTorch (optional: ``pip install torch==2.13.0``) runs the same JSON weights: ev
 becomes ``F.conv2d`` / ``F.conv_transpose2d`` on NCHW tensors, wired by the same graph code
 (``w2x.archs``) through a small torch backend; its output is checked against w2x's.  glibc's
 malloc reads ``MALLOC_*_`` settings only at process start, so ``--torch-malloc-tuned`` runs
-this script again in a child process with them set, timing torch and numba there as well.
+this script again in a child process with them set as the ``w2x`` command sets them for
+itself (``MALLOC_TUNED``), timing torch and numba there as well: the "/torch tuned" column
+is the ratio a user of the command sees.
 Thread counts (``--threads``) are set in the environment before NumPy, Numba or torch load.
 """
 from __future__ import annotations
@@ -47,9 +49,9 @@ ARCH_MODELS = {  # arch -> (model file under the model dir, 2x pipeline?)
     "upcunet": ("cunet/art/scale2.0x_model.json.gz", True),
     "cunet": ("cunet/art/noise0_model.json.gz", False),
 }
-# The allocator settings of the issue: no mmap'd (and unmapped) big blocks, no trimming.
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(16 << 30), "MALLOC_TRIM_THRESHOLD_": str(16 << 30),
-                "MALLOC_TOP_PAD_": str(1 << 30)}
+# glibc's malloc as the `w2x` command sets it for itself (w2x/cli/machine.py
+# reuse_freed_memory, by mallopt): big blocks from the heap, the heap never trimmed.
+MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
 # Pause before each timed run: OpenBLAS's worker threads busy-wait ~0.1 s after a GEMM
 # (and OpenMP's briefly after a parallel region), which would bill the next engine.
 SETTLE_S = 0.2
@@ -63,7 +65,8 @@ def parse_args(argv):
     p.add_argument("--backends", default="numpy,numba", help="comma list of w2x backends")
     p.add_argument("--vs-torch", action="store_true", help="also run PyTorch in this process")
     p.add_argument("--torch-malloc-tuned", action="store_true",
-                   help="also run torch and numba in a child process with MALLOC_* tuned")
+                   help="also run torch and numba in a child process with glibc's malloc tuned "
+                        "as the w2x command tunes it (MALLOC_TUNED)")
     p.add_argument("--threads", type=int, default=2, help="threads for BLAS, Numba and torch")
     p.add_argument("--tile-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=1, help="tiles per forward")

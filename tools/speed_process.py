@@ -68,6 +68,9 @@ def parse_args(argv):
     p.add_argument("--baseline", type=Path, metavar="ROOT",
                    help="also time the w2x of this source tree (e.g. `git archive` of an older "
                         "commit), in the same alternation: before/after figures in one run")
+    p.add_argument("--torch-malloc-tuned", action="store_true",
+                   help="also time the torch side with glibc's malloc set as the w2x command sets "
+                        "it for itself (tools/speed.py MALLOC_TUNED)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--torch-child", nargs=3, metavar=("WEIGHTS", "IMAGE", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--startup-child", nargs=2, metavar=("MODEL", "IMAGE"), help=argparse.SUPPRESS)
@@ -222,7 +225,7 @@ def run_pairs(args, arch: str, tmp: Path, env: dict) -> dict:
     model_path = find_model(args, arch)
     weights = tmp / f"{arch}.pt"
     save_torch_weights(model_path, weights)
-    outs = {side: tmp / f"{arch}_{side}.png" for side in ("w2x", "baseline", "torch")}
+    outs = {side: tmp / f"{arch}_{side}.png" for side in ("w2x", "baseline", "torch", "torch-tuned")}
 
     def w2x(side):
         return [sys.executable, "-m", "w2x", "-i", str(args.image), "-o", str(outs[side]), "-m", "scale",
@@ -234,8 +237,13 @@ def run_pairs(args, arch: str, tmp: Path, env: dict) -> dict:
     if args.baseline:
         sides["baseline"] = (w2x("baseline"), {**env, "PYTHONPATH": str(args.baseline.resolve()),
                                                 "W2X_CACHE_DIR": str(tmp / "baseline-cache")})
+    if args.torch_malloc_tuned:
+        sys.path.insert(0, str(ROOT / "tools"))
+        from speed import MALLOC_TUNED
+        cmd = sides["torch"][0][:-1] + [str(outs["torch-tuned"])]
+        sides["torch-tuned"] = (cmd, {**env, **MALLOC_TUNED})
     for side in sides:
-        if side != "torch":
+        if not side.startswith("torch"):
             timed(*sides[side])                        # fills the weight and Numba caches, untimed
     names = list(sides)
     times = {side: [] for side in names}
@@ -251,6 +259,8 @@ def run_pairs(args, arch: str, tmp: Path, env: dict) -> dict:
     med_cpu = {side: statistics.median(t) for side, t in cpu.items()}
     return {"arch": arch, "seconds": med, "runs": times, "cpu_seconds": med_cpu, "cpu_runs": cpu,
             "load": loads, "ratio": {side: med[side] / med["torch"] for side in names if side != "torch"},
+            "ratio_tuned": {side: med[side] / med["torch-tuned"] for side in names
+                            if "torch-tuned" in med and not side.startswith("torch")},
             "cpu_ratio": {side: med_cpu[side] / med_cpu["torch"] for side in names if side != "torch"},
             "max_level_diff": {side: max_level_difference(outs[side], outs["torch"])
                                for side in names if side != "torch"}}
@@ -296,6 +306,8 @@ def report_pairs(pairs: list[dict], args) -> None:
             runs = " ".join(f"{t:.2f}" for t in r["runs"][side])
             print(f"{r['arch']:9} {side:9} {seconds:7.2f} {ratio} {r['cpu_seconds'][side]:7.2f} {cpu_ratio} "
                   f"{diff}  {runs}")
+        for side, ratio in r.get("ratio_tuned", {}).items():
+            print(f"{'':9} {side} / torch-tuned (both with glibc's malloc as w2x sets it): {ratio:.2f}")
         print(f"{'':9} load [{' '.join(r['load'])}]")
 
 

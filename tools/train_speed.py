@@ -5,7 +5,8 @@ w2x on a backend against PyTorch CPU, in this process with the same thread count
 
 Prints milliseconds per step (medians) and the median ratios w2x / torch of interleaved
 steps, wall and CPU time (the issue's target: <= 1.0); run it on a quiet machine and note
-`uptime` beside the figures.
+`uptime` beside the figures.  glibc's malloc is set as `w2x train` sets it
+(``machine.reuse_freed_memory``), for both sides: they share the process.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from w2x.cli import machine
 from w2x.nn import grad
 from w2x.train.adam import Adam
 from w2x.train.loop import TrainConfig, he_init, train_step
@@ -55,6 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    machine.reuse_freed_memory()            # as `w2x train` does; torch in this process too
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)     # the worker threads of w2x's GEMM primitives
     import importlib.util

@@ -295,6 +295,7 @@ def _convert(args) -> int:
         files.prepare_output_dirs(jobs)
         backend, note = machine.resolve_backend(conv.opts.backend, conv.opts.precision)
         machine.start_numba(backend)
+        machine.reuse_freed_memory()
         plans = _load_models(conv.opts)
         if plans is None:
             return EXIT_USAGE

@@ -11,6 +11,7 @@ import time
 
 from tqdm import tqdm
 
+from w2x.cli import machine
 from w2x.nn.archs import ARCHS
 from w2x.nn.backend import BackendUnavailableError
 from w2x.nn.models import ModelFormatError
@@ -67,6 +68,7 @@ def run(args) -> int:
                       patches=args.patches, inner_epoch=args.inner_epoch, learning_rate=args.learning_rate,
                       backend=args.backend, oracle_rate=args.oracle_rate,
                       identity_init=args.identity_init, filters=tuple(args.filters.lower().split(",")))
+    machine.reuse_freed_memory()        # every step allocates its activations anew
     bar = tqdm(unit="batch", file=sys.stderr, disable=args.quiet, desc="pass 1")
     seen = {"t0": time.perf_counter(), "n": 0, "psnr": float("nan")}
 
