@@ -4,7 +4,9 @@ Reproduces the original ``image_loader.encode_png`` / ``save_png`` (nagadomi/wai
 ``lib/image_loader.lua:12-59``): the float -> integer rounding, 8/16-bit output, RGBA when
 alpha is present, grey output for grey input, gAMA written back and the sRGB result
 converted back to the source ICC profile, which is embedded again. Unlike the original
-(always PNG, whatever ``-o`` says), the format follows the file extension.
+(always PNG, whatever ``-o`` says), the format follows the file extension.  PNG is
+encoded here (libpng's adaptive row filters, deflated by row bands on several threads);
+the other formats by Pillow.
 
 Every file is written to a temporary file in the target directory and renamed over the
 target, so a failed write leaves an existing file untouched.
