@@ -1,4 +1,4 @@
-"""Tests for w2x.io.write's PNG encoder (stage 3 output): libpng's adaptive row filters in
+"""Tests for w2x.io.png_encode (stage 3 output): libpng's adaptive row filters in
 NumPy and one zlib stream deflated by row bands on several threads.
 
 The references are independent of the encoder: Pillow and pypng decode the files, zlib
@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import IMAGES
-from w2x.io import write
+from w2x.io import png_encode, write
 
 SIZE_TOL = 0.03  # our file vs Pillow's of the same pixels (measured: 0.9998 on lena 2x)
 SMALL_BAND = 500  # bytes: a 37-pixel RGB row is 112, so several bands per test image
@@ -101,8 +101,8 @@ def _raw_rows(planes: np.ndarray) -> list[list[int]]:
 
 @pytest.fixture
 def small_bands(monkeypatch):
-    monkeypatch.setattr(write, "PNG_BAND_BYTES", SMALL_BAND)
-    monkeypatch.setattr(write, "PNG_FILTER_BYTES", SMALL_GROUP)
+    monkeypatch.setattr(png_encode, "PNG_BAND_BYTES", SMALL_BAND)
+    monkeypatch.setattr(png_encode, "PNG_FILTER_BYTES", SMALL_GROUP)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -156,7 +156,7 @@ def test_every_filter_type_is_chosen_somewhere(small_bands):
 
 def test_several_bands_form_one_stream(small_bands):
     x = _planes(np.random.default_rng(3), 3, 23, 37, np.uint8)
-    bands = write._png_bands(23, 1 + 37 * 3, 3)
+    bands = png_encode._png_bands(23, 1 + 37 * 3, 3)
     assert len(bands) == 3 and bands[0][0] == 0 and bands[-1][1] == 23
     idat = b"".join(v for t, v in _chunks(write._encode_png(x, None, None, None, threads=3))
                     if t == b"IDAT")
@@ -168,34 +168,34 @@ def test_several_bands_form_one_stream(small_bands):
 def test_bytes_depend_on_the_band_split_only(small_bands):
     x = _planes(np.random.default_rng(4), 4, 41, 29, np.uint8)
     filtered = np.empty((41, 1 + 29 * 4), np.uint8)
-    bands = write._png_bands(41, filtered.shape[1], 4)
+    bands = png_encode._png_bands(41, filtered.shape[1], 4)
     assert len(bands) == 4
     for r0, r1 in bands:
-        write._filter_rows(x, r0, r1, filtered)
+        png_encode._filter_rows(x, r0, r1, filtered)
     runs = []
     for workers in (1, 2, 4, 4):
         with ThreadPoolExecutor(workers) as pool:
-            runs.append(b"".join(write._deflate_bands(filtered, bands, pool)))
+            runs.append(b"".join(png_encode._deflate_bands(filtered, bands, pool)))
     assert all(r == runs[0] for r in runs)
     assert zlib.decompress(runs[0]) == filtered.tobytes()
 
 
 def test_one_band_when_the_image_is_small():
-    assert write._png_bands(10, 100, 8) == [(0, 10)]
-    assert write._png_bands(1, 10 ** 8, 8) == [(0, 1)]  # never more bands than rows
+    assert png_encode._png_bands(10, 100, 8) == [(0, 10)]
+    assert png_encode._png_bands(1, 10 ** 8, 8) == [(0, 1)]  # never more bands than rows
 
 
 @pytest.mark.parametrize("level", range(10))
 def test_zlib_header_as_zlib_writes_it(level):
-    assert write._zlib_header(level) == zlib.compress(b"w2x", level)[:2]
+    assert png_encode._zlib_header(level) == zlib.compress(b"w2x", level)[:2]
 
 
 def test_threads_follow_numba_when_loaded(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", types.SimpleNamespace(get_num_threads=lambda: 3))
-    assert write.png_threads() == 3
+    assert png_encode.png_threads() == 3
     monkeypatch.delitem(sys.modules, "numba")
-    monkeypatch.setattr(write.os, "cpu_count", lambda: 64)
-    assert write.png_threads() == write.PNG_DEFAULT_THREADS
+    monkeypatch.setattr(png_encode.os, "cpu_count", lambda: 64)
+    assert png_encode.png_threads() == png_encode.PNG_DEFAULT_THREADS
 
 
 def test_size_close_to_pillows_on_a_photo():
@@ -205,7 +205,7 @@ def test_size_close_to_pillows_on_a_photo():
     with Image.open(path) as im:
         big = im.convert("RGB").resize((im.width * 2, im.height * 2), Image.BICUBIC)
     buf = io.BytesIO()
-    big.save(buf, "PNG", compress_level=write.PNG_COMPRESS_LEVEL)
+    big.save(buf, "PNG", compress_level=png_encode.PNG_COMPRESS_LEVEL)
     x = np.asarray(big).transpose(2, 0, 1)                # (H, W, 3) -> (3, H, W)
     ours = write._encode_png(x, None, None, None, threads=2)
     assert abs(len(ours) / len(buf.getvalue()) - 1) < SIZE_TOL

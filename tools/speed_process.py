@@ -221,7 +221,7 @@ def load_average() -> str:
 
 def run_pairs(args, arch: str, tmp: Path, env: dict) -> dict:
     """Every side once per repetition, the order rotating; medians and ratios to torch."""
-    from w2x.io.write import PNG_COMPRESS_LEVEL
+    from w2x.io.png_encode import PNG_COMPRESS_LEVEL
     model_path = find_model(args, arch)
     weights = tmp / f"{arch}.pt"
     save_torch_weights(model_path, weights)
