@@ -5,11 +5,13 @@ Every public function here has the signature and the result of its ``ops.py`` tw
 the tests pit it against (tests/test_kernels.py).  How the two cores are used:
 
 * the copy and elementwise kernels (im2col, col2im, bias + LeakyReLU, the SE squeeze and
-  excite, crop-add) are serial ``@njit`` loops.  ``parallel=True`` did not pay for them on
-  this 2-core machine: they are memory-bound and take 0.1-3 ms, and a parallel region's
+  excite, crop-add) are serial ``@njit`` loops over channels; from ``ELEMENTWISE_SPLIT_MIN``
+  values on, the channels are split between the worker threads below (``_by_channels``):
+  crop-add of a 64-channel 232-px tile took 4.3 ms serial and 1.5 ms split, im2col of
+  cunet's 2x2 stride-2 conv 2.6 and 1.2 ms.  Not ``parallel=True``: a parallel region's
   fork/join (plus the OpenMP layer's spin-waiting when another process holds a core, as on
-  this shared machine) cost more: bias + LeakyReLU on (64, 250*250) took 0.34 ms serial,
-  1.0 ms with ``prange``; the SE mean 1.2 ms against 5.5 ms;
+  this shared machine) cost more than these 0.1-3 ms loops: bias + LeakyReLU on
+  (64, 250*250) took 0.34 ms serial, 1.0 ms with ``prange``; the SE mean 1.2 ms against 5.5 ms;
 * the three primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``, ``conv_transpose``)
   cut their work into blocks, worked off by ``numba.get_num_threads()`` threads (the caller and a pool);
   each thread runs serial ``nogil`` kernels and a *single-threaded* BLAS GEMM on its block,
@@ -75,13 +77,17 @@ MATMUL_BLOCKS_PER_WORKER = 2
 # 10.6 / 8.5, 4 MiB 21.4 / 10.2 / 7.4, 8 MiB 21.6 / 10.4 / 7.5 ms (upconv_7's 256->3 4x4,
 # cunet's 64->64 and 128->128 2x2): fewer blocks re-multiply fewer overlapping input rows.
 DECONV_BLOCK_BYTES = 4 << 20
+# The copy and elementwise kernels split their channels between the workers from this many
+# values on (a 64-channel 128x128 tile); below it, a hand-off to the pool costs about what
+# it saves.
+ELEMENTWISE_SPLIT_MIN = 1 << 20
 _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
 # Every GEMM here goes through this one name (NumPy's float32 matmul, BLAS sgemm), so that
 # tools/layer_profile.py can time GEMMs apart from the transforms around them.
 _gemm = np.matmul
 
 
-# --- copy and elementwise kernels (serial Numba loops) -----------------------------------
+# --- copy and elementwise kernels (serial Numba loops, channels split by _by_channels) ---
 @njit(nogil=True, cache=True)
 def _im2col_kernel(x, kh, kw, stride, oh, ow, cols):
     c_n, n_n = x.shape[0], x.shape[1]
@@ -101,7 +107,8 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     c, n, h, w = x.shape
     oh, ow = out_size(h, kh, stride), out_size(w, kw, stride)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=np.float32)
-    _im2col_kernel(x, kh, kw, stride, oh, ow, cols)
+    kk = kh * kw
+    _by_channels(c, cols.size, lambda lo, hi: _im2col_kernel(x[lo:hi], kh, kw, stride, oh, ow, cols[lo * kk:hi * kk]))
     return cols
 
 
@@ -133,7 +140,8 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
     oc, n, h, w = shape
     oh, ow = transposed_out_size(h, kh, stride, pad), transposed_out_size(w, kw, stride, pad)
     y = np.zeros((oc, n, oh, ow), dtype=np.float32)
-    _col2im_kernel(cols, h, w, kh, kw, stride, pad, y)
+    kk = kh * kw
+    _by_channels(oc, cols.size, lambda lo, hi: _col2im_kernel(cols[lo * kk:hi * kk], h, w, kh, kw, stride, pad, y[lo:hi]))
     return y
 
 
@@ -151,7 +159,7 @@ def bias_leaky_relu(y: np.ndarray, bias: np.ndarray, slope: float | None) -> np.
     """Twin of ``ops.bias_leaky_relu``: in place ``y += bias`` per channel, then LeakyReLU."""
     y2 = y.reshape(y.shape[0], -1)  # (OC, M) view
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
-    _bias_leaky_relu_kernel(y2, bias, s)
+    _by_channels(y2.shape[0], y2.size, lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s))
     return y
 
 
@@ -172,7 +180,7 @@ def _channel_mean_kernel(x, z):
 def channel_mean(x: np.ndarray) -> np.ndarray:
     """Twin of ``ops.channel_mean`` (SE squeeze, lib/srcnn.lua:232-244): (C, N, H, W) -> (C, N)."""
     z = np.empty(x.shape[:2], dtype=np.float32)
-    _channel_mean_kernel(x, z)
+    _by_channels(x.shape[0], x.size, lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]))
     return z
 
 
@@ -189,7 +197,7 @@ def _se_scale_kernel(x, z):
 
 def se_scale(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Twin of ``ops.se_scale`` (SE excite): in place ``x[c, n] *= z[c, n]``."""
-    _se_scale_kernel(x, z)
+    _by_channels(x.shape[0], x.size, lambda lo, hi: _se_scale_kernel(x[lo:hi], z[lo:hi]))
     return x
 
 
@@ -206,7 +214,7 @@ def _crop_add_kernel(a, b, crop, y):
 def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
     """Twin of ``ops.crop_add``: ``a + b`` cropped by ``crop`` on every side, a new array."""
     y = np.empty(a.shape, dtype=np.float32)
-    _crop_add_kernel(a, b, crop, y)
+    _by_channels(a.shape[0], a.size, lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]))
     return y
 
 
@@ -346,6 +354,17 @@ def _run_blocks(blocks: list, work) -> None:
             wait(helpers)       # they write into the caller's arrays: never return before them
         for f in helpers:
             f.result()          # re-raise a helper's exception
+
+
+def _by_channels(c: int, size: int, work) -> None:
+    """``work(lo, hi)`` over channel ranges covering ``range(c)`` of an array of ``size``
+    values: one range per worker (``_run_blocks``) from ``ELEMENTWISE_SPLIT_MIN`` values on,
+    else ``work(0, c)`` on the caller."""
+    if size < ELEMENTWISE_SPLIT_MIN or c < 2:
+        work(0, c)
+        return
+    step = -(-c // _workers())
+    _run_blocks([(lo, min(c, lo + step)) for lo in range(0, c, step)], lambda b: work(*b))
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
