@@ -56,7 +56,8 @@ from numba import njit
 
 from w2x.nn.ops import WINOGRAD_TILES, out_size, transposed_out_size
 
-# Per-thread scratch of one Winograd block: 16 * (C + OC) * tiles float32 values.  4 MiB
+# Per-thread scratch of one Winograd block: (m+2)^2 * (C + OC) * tiles float32 values (plus
+# up to 4 KiB of skew per matrix, ``_stack_stride``; not counted).  4 MiB
 # (two blocks in flight fit the 32 MiB L3 of this machine with room to spare; 256 tiles per
 # GEMM for a 128->128 layer) was the best of 1-32 MiB on a vgg_7 256-px tile: 176 ms
 # against 185 ms at 1 MiB and 216 ms at 16 MiB.  The single-threaded GEMM runs at 75-85
@@ -108,7 +109,8 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     oh, ow = out_size(h, kh, stride), out_size(w, kw, stride)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=np.float32)
     kk = kh * kw
-    _by_channels(c, cols.size, lambda lo, hi: _im2col_kernel(x[lo:hi], kh, kw, stride, oh, ow, cols[lo * kk:hi * kk]))
+    _by_channels(c, lambda lo, hi: _im2col_kernel(x[lo:hi], kh, kw, stride, oh, ow, cols[lo * kk:hi * kk]),
+                 split=cols.size >= ELEMENTWISE_SPLIT_MIN)
     return cols
 
 
@@ -141,7 +143,8 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
     oh, ow = transposed_out_size(h, kh, stride, pad), transposed_out_size(w, kw, stride, pad)
     y = np.zeros((oc, n, oh, ow), dtype=np.float32)
     kk = kh * kw
-    _by_channels(oc, cols.size, lambda lo, hi: _col2im_kernel(cols[lo * kk:hi * kk], h, w, kh, kw, stride, pad, y[lo:hi]))
+    _by_channels(oc, lambda lo, hi: _col2im_kernel(cols[lo * kk:hi * kk], h, w, kh, kw, stride, pad, y[lo:hi]),
+                 split=cols.size >= ELEMENTWISE_SPLIT_MIN)
     return y
 
 
@@ -159,7 +162,8 @@ def bias_leaky_relu(y: np.ndarray, bias: np.ndarray, slope: float | None) -> np.
     """Twin of ``ops.bias_leaky_relu``: in place ``y += bias`` per channel, then LeakyReLU."""
     y2 = y.reshape(y.shape[0], -1)  # (OC, M) view
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
-    _by_channels(y2.shape[0], y2.size, lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s))
+    _by_channels(y2.shape[0], lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s),
+                 split=y2.size >= ELEMENTWISE_SPLIT_MIN)
     return y
 
 
@@ -180,7 +184,7 @@ def _channel_mean_kernel(x, z):
 def channel_mean(x: np.ndarray) -> np.ndarray:
     """Twin of ``ops.channel_mean`` (SE squeeze, lib/srcnn.lua:232-244): (C, N, H, W) -> (C, N)."""
     z = np.empty(x.shape[:2], dtype=np.float32)
-    _by_channels(x.shape[0], x.size, lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]))
+    _by_channels(x.shape[0], lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]), split=x.size >= ELEMENTWISE_SPLIT_MIN)
     return z
 
 
@@ -197,7 +201,7 @@ def _se_scale_kernel(x, z):
 
 def se_scale(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Twin of ``ops.se_scale`` (SE excite): in place ``x[c, n] *= z[c, n]``."""
-    _by_channels(x.shape[0], x.size, lambda lo, hi: _se_scale_kernel(x[lo:hi], z[lo:hi]))
+    _by_channels(x.shape[0], lambda lo, hi: _se_scale_kernel(x[lo:hi], z[lo:hi]), split=x.size >= ELEMENTWISE_SPLIT_MIN)
     return x
 
 
@@ -214,7 +218,8 @@ def _crop_add_kernel(a, b, crop, y):
 def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
     """Twin of ``ops.crop_add``: ``a + b`` cropped by ``crop`` on every side, a new array."""
     y = np.empty(a.shape, dtype=np.float32)
-    _by_channels(a.shape[0], a.size, lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]))
+    _by_channels(a.shape[0], lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]),
+                 split=a.size >= ELEMENTWISE_SPLIT_MIN)
     return y
 
 
@@ -270,7 +275,8 @@ def _stack(name: str, count: int, rows: int, cols: int) -> np.ndarray:
 def _matrices(stack: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """The (count, rows, cols) matrices of a ``_stack``: a strided view, which ``np.matmul``
     hands to BLAS like a contiguous stack (each matrix is C-contiguous)."""
-    return np.lib.stride_tricks.as_strided(stack, (stack.shape[0], rows, cols), (stack.strides[0], cols * 4, 4))
+    item = stack.itemsize
+    return np.lib.stride_tricks.as_strided(stack, (stack.shape[0], rows, cols), (stack.strides[0], cols * item, item))
 
 
 def _stack_stride(size: int) -> int:
@@ -287,10 +293,15 @@ def _stack_stride(size: int) -> int:
     return -(-size // 1024) * 1024 + 16
 
 
+def _threads() -> int:
+    """Threads this module runs on (the caller included): Numba's thread count."""
+    return numba.get_num_threads()
+
+
 def _workers() -> int:
-    """Threads for a GEMM primitive (the caller included): Numba's thread count, or 1 where
-    the BLAS threads cannot be set."""
-    return numba.get_num_threads() if _BLAS_THREADS is not None else 1
+    """Threads for a GEMM primitive (the caller included): ``_threads()``, or 1 where the
+    BLAS threads cannot be set."""
+    return _threads() if _BLAS_THREADS is not None else 1
 
 
 _blas_lock = threading.Lock()
@@ -327,12 +338,13 @@ def _pool() -> ThreadPoolExecutor:
     return _helpers
 
 
-def _run_blocks(blocks: list, work) -> None:
-    """Call ``work(block)`` for every block, on the calling thread and ``_workers() - 1``
-    pool threads, each taking the next block until none is left (dynamic scheduling, so a
-    thread that another process slows down just takes fewer blocks), BLAS single-threaded.
-    Without control over the BLAS threads, the blocks run one after another here."""
-    if _BLAS_THREADS is None:
+def _run_blocks(blocks: list, work, blas: bool = True) -> None:
+    """Call ``work(block)`` for every block, on the calling thread and up to
+    ``_threads() - 1`` pool threads, each taking the next block until none is left (dynamic
+    scheduling, so a thread that another process slows down just takes fewer blocks).
+    ``blas``: the work calls BLAS, which then runs single-threaded, and without control
+    over the BLAS threads the blocks run one after another here."""
+    if blas and _BLAS_THREADS is None:
         for b in blocks:
             work(b)
         return
@@ -346,8 +358,8 @@ def _run_blocks(blocks: list, work) -> None:
                 return
             work(b)
 
-    with _single_threaded_blas():
-        helpers = [_pool().submit(worker) for _ in range(min(len(blocks), _workers()) - 1)]
+    with _single_threaded_blas() if blas else contextlib.nullcontext():
+        helpers = [_pool().submit(worker) for _ in range(min(len(blocks), _threads()) - 1)]
         try:
             worker()
         finally:
@@ -356,15 +368,17 @@ def _run_blocks(blocks: list, work) -> None:
             f.result()          # re-raise a helper's exception
 
 
-def _by_channels(c: int, size: int, work) -> None:
-    """``work(lo, hi)`` over channel ranges covering ``range(c)`` of an array of ``size``
-    values: one range per worker (``_run_blocks``) from ``ELEMENTWISE_SPLIT_MIN`` values on,
-    else ``work(0, c)`` on the caller."""
-    if size < ELEMENTWISE_SPLIT_MIN or c < 2:
+def _by_channels(c: int, work, split: bool = True) -> None:
+    """``work(lo, hi)`` over channel ranges covering ``range(c)``: with ``split``, one range
+    per thread on the pool (``_run_blocks``; the work calls no BLAS), else ``work(0, c)``
+    on the caller.  The copy and elementwise kernels split from ``ELEMENTWISE_SPLIT_MIN``
+    values on."""
+    threads = _threads()
+    if not split or c < 2 or threads < 2:
         work(0, c)
         return
-    step = -(-c // _workers())
-    _run_blocks([(lo, min(c, lo + step)) for lo in range(0, c, step)], lambda b: work(*b))
+    step = -(-c // threads)
+    _run_blocks([(lo, min(c, lo + step)) for lo in range(0, c, step)], lambda b: work(*b), blas=False)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -376,7 +390,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     on the cores this module's own threads need next.  Measured: a training step of
     upconv_7 (batch 16, crop 48, 2 threads) took 110 ms with the small products threaded by
     OpenBLAS and 58 ms with OpenBLAS held at one thread."""
-    if a.ndim != 2 or b.ndim != 2:            # a stack of products: one call on the caller
+    if a.ndim != 2 or b.ndim != 2:   # a stack of products (no layer makes one): one call here
         result = []
         _run_blocks([0], lambda _: result.append(_gemm(a, b)))
         return result[0]
@@ -493,8 +507,10 @@ def _winograd_input(x, r0, r1, ty_n, tx_n, v):
     B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] (Lavin & Gray eq. 9).
     Tile tx covers columns 2tx..2tx+3: with B^T d split into its even and odd columns, the
     column transform is a unit-stride loop over tx.  It writes ``v`` by index, not through a
-    slice per (c, r, a): on a training batch's short rows (6-11 tiles) the views cost more
-    than the arithmetic (3-4x the time of this form on upconv_7's layers, batch 16, crop 48).
+    slice per (c, r, a): on a training batch's short rows (6-11 tiles; F(2x2) is what training
+    runs) the views cost more than the arithmetic (3-4x the time of this form on upconv_7's
+    layers, batch 16, crop 48).  ``_winograd4_input`` keeps its slices: on inference's long
+    rows they vectorise and this form did not pay (measured slower on a 256-px tile).
     """
     c_n, w = x.shape[0], x.shape[3]
     p = (r1 - r0) * tx_n
@@ -678,9 +694,9 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     Notes
     -----
     The output is cut into m x m tiles, tile rows ``r = n*TY + ty``; each worker takes a block
-    of tile rows, transforms its input into ((m+2)^2, C, tiles), multiplies it by ``u``
-    ((m+2)^2 GEMMs (OC, C) @ (C, tiles)) and transforms back with bias + LeakyReLU, all in
-    its own cached buffers.
+    of tile rows, transforms its input into a ``_stack`` of (m+2)^2 (C, tiles) matrices,
+    multiplies it by ``u`` ((m+2)^2 GEMMs (OC, C) @ (C, tiles), into a stack of (OC, tiles)
+    matrices) and transforms back with bias + LeakyReLU, all in its own cached buffers.
     """
     c, n, h, w = x.shape
     t2, oc = u.shape[0], u.shape[1]

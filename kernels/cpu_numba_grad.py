@@ -27,9 +27,10 @@ import threading
 import numpy as np
 from numba import njit
 
-# the forward's block runner (pool, single-threaded BLAS) and worker count, per-thread
+# the forward's block runner (pool, single-threaded BLAS), its channel split, per-thread
 # stacks of matrices and F(2x2)'s input transform
-from w2x.kernels.cpu_numba import _matrices, _run_blocks, _stack, _winograd_input, _workers
+from w2x.kernels.cpu_numba import (ELEMENTWISE_SPLIT_MIN, _by_channels, _matrices, _run_blocks, _stack,
+                                   _winograd_input)
 
 
 def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
@@ -175,7 +176,7 @@ def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
     oc = w2d.shape[0]
     g = np.ascontiguousarray(w2d)
     u = np.empty((16, oc, in_channels), np.float32)
-    _run_blocks(_channel_blocks(oc), lambda b: _winograd_weight_kernel(g[b[0]:b[1]], u[:, b[0]:b[1]]))
+    _by_channels(oc, lambda lo, hi: _winograd_weight_kernel(g[lo:hi], u[:, lo:hi]))
     return u
 
 
@@ -200,8 +201,8 @@ def leaky_relu_backward_bias(dy: np.ndarray, y: np.ndarray, slope: float) -> tup
     db = np.empty(oc, np.float64)
     dy2, y2, dz2 = (np.ascontiguousarray(a).reshape(oc, -1) for a in (dy, y, dz))   # (OC, N*H*W)
     s = np.float32(slope)
-    _run_blocks(_channel_blocks(oc),
-                lambda b: _leaky_backward_bias_kernel(dy2[b[0]:b[1]], y2[b[0]:b[1]], s, dz2[b[0]:b[1]], db[b[0]:b[1]]))
+    _by_channels(oc, lambda lo, hi: _leaky_backward_bias_kernel(dy2[lo:hi], y2[lo:hi], s, dz2[lo:hi], db[lo:hi]),
+                 split=dy2.size >= ELEMENTWISE_SPLIT_MIN)
     return dz, db.astype(np.float32)
 
 
@@ -226,19 +227,14 @@ def _zero_pad_kernel(x, pad, y):
 
 def zero_padded(x: np.ndarray, pad: int) -> np.ndarray:
     """``np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))`` of a (C, N, H, W) float32
-    array, the channels split between the workers (np.pad, serial, took 1.7x the time of a
-    zeroed copy, itself serial)."""
+    array in one pass (np.pad writes the zeros and the copy in several), the channels split
+    between the threads from ``ELEMENTWISE_SPLIT_MIN`` values on."""
     c, n, h, w = x.shape
     y = np.empty((c, n, h + 2 * pad, w + 2 * pad), np.float32)
     x = np.ascontiguousarray(x)
-    _run_blocks(_channel_blocks(c), lambda b: _zero_pad_kernel(x[b[0]:b[1]], pad, y[b[0]:b[1]]))
+    _by_channels(c, lambda lo, hi: _zero_pad_kernel(x[lo:hi], pad, y[lo:hi]), split=y.size >= ELEMENTWISE_SPLIT_MIN)
     return y
 
-
-def _channel_blocks(c: int) -> list[tuple[int, int]]:
-    """``c`` channels as one (first, end) range per worker."""
-    step = -(-c // _workers())
-    return [(lo, min(c, lo + step)) for lo in range(0, c, step)]
 
 
 def flipped_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:

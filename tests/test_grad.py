@@ -255,19 +255,23 @@ def test_winograd_weight_grad_blocks_cover_every_tile():
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (5, 2, 3, 7), (7, 3, 9, 4)])
 @pytest.mark.parametrize("pad", [0, 1, 2])
-def test_zero_padded_is_np_pad(shape, pad):
+def test_zero_padded_is_np_pad(shape, pad, monkeypatch):
     _numba_or_skip()
     from w2x.nn import kernel_files
     kg = kernel_files.module("cpu_numba_grad")
+    nb = kernel_files.module("cpu_numba")
+    monkeypatch.setattr(nb, "ELEMENTWISE_SPLIT_MIN", 1)          # channels split in 3
+    monkeypatch.setattr(nb, "_threads", lambda: 3)
     x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
     np.testing.assert_array_equal(kg.zero_padded(x, pad), np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))))
 
 
 @pytest.mark.parametrize("oc", [1, 6, 7])     # output channels split between the workers
-def test_winograd_weight_is_the_reference_transform(oc):
+def test_winograd_weight_is_the_reference_transform(oc, monkeypatch):
     _numba_or_skip()
     from w2x.nn import kernel_files, ops
     kg = kernel_files.module("cpu_numba_grad")
+    monkeypatch.setattr(kernel_files.module("cpu_numba"), "_threads", lambda: 3)
     w = np.random.default_rng(3).standard_normal((oc, 5 * 9)).astype(np.float32)
     np.testing.assert_allclose(kg.winograd_weight(w, 5), ops.winograd_weight(w, 5), rtol=1e-6, atol=1e-7)
 

@@ -297,6 +297,8 @@ def test_numba_matmul_runs_every_product_with_blas_at_one_thread(numba_backend, 
     np.testing.assert_allclose(numba_backend.matmul(a[None], b[None])[0], a.astype(np.float64) @ b,
                                rtol=0, atol=GEMM_ATOL)                  # a stack of products
     assert seen and set(seen) == {1}
+    split = n >= numba_backend.MATMUL_SPLIT_MIN_COLUMNS or m >= numba_backend.MATMUL_SPLIT_MIN_ROWS
+    assert (len(seen) > 2) == split             # the 2-D product in blocks, then the stack in one
 
 
 def test_numba_winograd_stacks_are_skewed_views_of_their_rows(numba_backend):
@@ -316,6 +318,7 @@ def test_numba_elementwise_kernels_split_by_channels_are_their_twins(numba_backe
     """Every copy and elementwise kernel with its channels split between the workers (the
     threshold at 1 value) against its ops.py twin."""
     monkeypatch.setattr(numba_backend, "ELEMENTWISE_SPLIT_MIN", 1)
+    monkeypatch.setattr(numba_backend, "_threads", lambda: 3)   # 3 ranges where 3+ channels
     rng = _rng(18)
     x, b = _randn(rng, channels, 2, 9, 8), _randn(rng, channels, 2, 13, 12)
     z, bias = _randn(rng, channels, 2), _randn(rng, channels)

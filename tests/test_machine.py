@@ -46,3 +46,9 @@ _LIBC, _VERSION = platform.libc_ver()
 def test_reuse_freed_memory_takes_big_blocks_from_the_heap():
     assert _run(tune=False) == ("None", 64)         # glibc's default: a mapping of its own
     assert _run(tune=True) == ("True", 0)           # from the heap instead
+
+
+def test_reuse_freed_memory_is_a_no_op_off_linux(monkeypatch):
+    from w2x.cli import machine
+    monkeypatch.setattr(machine.sys, "platform", "darwin")
+    assert machine.reuse_freed_memory() is False

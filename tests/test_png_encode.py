@@ -6,8 +6,6 @@ checks the stream (and its Adler-32), and the filter choice and unfiltering are 
 here byte by byte in plain Python from the PNG specification (9.2, 12.8).
 """
 import io
-import sys
-import types
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,6 +101,7 @@ def _raw_rows(planes: np.ndarray) -> list[list[int]]:
 def small_bands(monkeypatch):
     monkeypatch.setattr(png_encode, "PNG_BAND_BYTES", SMALL_BAND)
     monkeypatch.setattr(png_encode, "PNG_FILTER_BYTES", SMALL_GROUP)
+    monkeypatch.setattr(png_encode, "PNG_DEFLATE_FEED_BYTES", SMALL_GROUP)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -190,12 +189,22 @@ def test_zlib_header_as_zlib_writes_it(level):
     assert png_encode._zlib_header(level) == zlib.compress(b"w2x", level)[:2]
 
 
-def test_threads_follow_numba_when_loaded(monkeypatch):
-    monkeypatch.setitem(sys.modules, "numba", types.SimpleNamespace(get_num_threads=lambda: 3))
+def test_threads_follow_the_limit_else_the_cores(monkeypatch):
+    monkeypatch.setattr(png_encode, "thread_limit", 3)
     assert png_encode.png_threads() == 3
-    monkeypatch.delitem(sys.modules, "numba")
+    monkeypatch.setattr(png_encode, "thread_limit", None)
     monkeypatch.setattr(png_encode.os, "cpu_count", lambda: 64)
     assert png_encode.png_threads() == png_encode.PNG_DEFAULT_THREADS
+    monkeypatch.setattr(png_encode.os, "cpu_count", lambda: 1)
+    assert png_encode.png_threads() == 1
+
+
+def test_the_command_lines_threads_option_limits_png_encoding():
+    from w2x.cli import machine
+    before = png_encode.thread_limit
+    with machine.threads(1):
+        assert png_encode.png_threads() == 1
+    assert png_encode.thread_limit == before
 
 
 def test_size_close_to_pillows_on_a_photo():
@@ -209,3 +218,14 @@ def test_size_close_to_pillows_on_a_photo():
     x = np.asarray(big).transpose(2, 0, 1)                # (H, W, 3) -> (3, H, W)
     ours = write._encode_png(x, None, None, None, threads=2)
     assert abs(len(ours) / len(buf.getvalue()) - 1) < SIZE_TOL
+    with Image.open(io.BytesIO(ours)) as back:        # bands primed with a whole 32 KiB window
+        np.testing.assert_array_equal(np.asarray(back), np.asarray(big))
+
+
+def test_idat_split_into_several_chunks(monkeypatch):
+    monkeypatch.setattr(png_encode, "PNG_IDAT_BYTES", 100)
+    x = _planes(np.random.default_rng(5), 3, 23, 37, np.uint8)
+    data = write._encode_png(x, None, None, None, threads=2)
+    assert sum(t == b"IDAT" for t, _ in _chunks(data)) > 1
+    with Image.open(io.BytesIO(data)) as back:
+        np.testing.assert_array_equal(np.asarray(back), x.transpose(1, 2, 0))

@@ -51,7 +51,7 @@ ARCH_MODELS = {  # arch -> (model file under the model dir, 2x pipeline?)
 }
 # glibc's malloc as the `w2x` command sets it for itself (w2x/cli/machine.py
 # reuse_freed_memory, by mallopt): big blocks from the heap, the heap never trimmed.
-MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}   # machine._INT_MAX
 # Pause before each timed run: OpenBLAS's worker threads busy-wait ~0.1 s after a GEMM
 # (and OpenMP's briefly after a parallel region), which would bill the next engine.
 SETTLE_S = 0.2

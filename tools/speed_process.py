@@ -17,8 +17,13 @@ cunet/art that is the 2x U-Net, upcunet), tile 256, ``--threads`` threads on bot
   weights from a ``torch.save`` file (the original loads its binary ``.t7`` models, never the
   JSON), reads the PNG with Pillow, cuts the same tiles, runs them through the PyTorch graph
   of ``tools/speed.py`` (``TorchEngine``: ``F.conv2d`` / ``F.conv_transpose2d``, w2x's graph
-  code), pastes, rounds as the original and writes the PNG with Pillow at w2x's zlib level.
+  code), pastes, rounds as the original and writes the PNG with Pillow at w2x's zlib level
+  (on one thread, as Pillow and libpng do; w2x deflates row bands on ``--threads`` threads,
+  ``w2x/io/png_encode.py``: about 0.17 s of a 1 MP picture's 0.35 s, part of the ratio).
   It imports the graph modules (``w2x.nn``, ``w2x.tiling``) but not the rest of w2x.
+* ``--torch-malloc-tuned`` adds the torch side again with glibc's malloc set as the ``w2x``
+  command sets it for itself (``tools/speed.py`` ``MALLOC_TUNED``): the ratio to it is the
+  one that credits w2x with no allocator setting PyTorch could not have too.
 
 Pairs alternate (w2x then torch, torch then w2x, ...); each side's figure is the median
 wall time, and the ratio is w2x / torch of the medians.  The outputs are compared (max

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
+from w2x.io import png_encode
 from w2x.nn.backend import BackendUnavailableError, get_backend
 from w2x.pipeline import Plan
 
@@ -116,7 +117,8 @@ def reuse_freed_memory() -> bool:
     a 270-px tile on 2 threads took 62-66 ms as glibc does it and 52 ms so (tools/speed.py
     ``--torch-malloc-tuned`` sets the same for PyTorch).  The process keeps its peak
     memory until it ends, so only the command line, which owns its process, does this;
-    the library never does.
+    the library never does.  (glibc still maps blocks of over 64 MiB that threads other
+    than the main one allocate: their heaps cannot grow past that.)
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -125,7 +127,8 @@ def reuse_freed_memory() -> bool:
     except (OSError, AttributeError):              # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+    took = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, _INT_MAX)]   # 1: taken
+    return all(took)
 
 
 def model_paths(plans: dict[str, Plan]) -> list[str]:
@@ -147,7 +150,8 @@ def model_label(paths: list[str]) -> str:
 
 @contextlib.contextmanager
 def threads(n: int | None, note: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Limit BLAS and Numba to ``n`` threads inside the block (None: leave them as they are).
+    """Limit BLAS, Numba and PNG encoding to ``n`` threads inside the block (None: leave
+    them as they are).
 
     ``note`` receives a line when a pool cannot be limited as asked (no BLAS that
     threadpoolctl knows, Numba capped by NUMBA_NUM_THREADS).
@@ -174,4 +178,6 @@ def threads(n: int | None, note: Callable[[str], None] | None = None) -> Iterato
                      "(NUMBA_NUM_THREADS); using that many")
             stack.callback(numba.set_num_threads, numba.get_num_threads())
             numba.set_num_threads(min(n, cap))
+        stack.callback(setattr, png_encode, "thread_limit", png_encode.thread_limit)
+        png_encode.thread_limit = n
         yield

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,22 +17,25 @@ import numpy as np
 
 PNG_COMPRESS_LEVEL = 6  # zlib default, as libpng
 PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # planes -> grey, grey+alpha, RGB, RGBA
-PNG_DEFAULT_THREADS = 4  # encoding threads when Numba (and so --threads) is not loaded
-PNG_BAND_BYTES = 1 << 20  # least filtered bytes deflated by one thread (smaller: fewer bands)
-PNG_FILTER_BYTES = 1 << 18  # bytes filtered (~20x that in temporaries) and deflated at a time
+PNG_DEFAULT_THREADS = 4  # encoding threads at most where no thread_limit is set
+PNG_BAND_BYTES = 1 << 20  # least filtered bytes deflated by one thread (small images: fewer bands)
+PNG_FILTER_BYTES = 1 << 18  # bytes filtered at a time (~20x that in temporaries)
+PNG_DEFLATE_FEED_BYTES = 1 << 18  # bytes handed to zlib at a time (no band's output copied whole)
 PNG_WINDOW_BITS = 15  # deflate window: 32 KiB, as zlib's default
 PNG_WINDOW = 1 << PNG_WINDOW_BITS
 PNG_ZLIB_MEM_LEVEL = 9  # zlib's most (as Pillow): ~0.1% smaller than zlib's default 8
 PNG_IDAT_BYTES = 1 << 24  # split IDAT data into 16 MiB chunks (limit is 2^31 - 1)
 
 
+# Threads for PNG encoding when set: the command line's --threads sets it for its run
+# (w2x/cli/machine.py ``threads``), as it sets BLAS's and Numba's.
+thread_limit: int | None = None
+
+
 def png_threads() -> int:
-    """Threads for PNG encoding: Numba's count where w2x has loaded Numba (the CLI's
-    ``--threads`` sets it), else ``min(PNG_DEFAULT_THREADS, os.cpu_count())``.  Numba is
-    looked up, never imported: io does not depend on it."""
-    numba = sys.modules.get("numba")
-    if numba is not None:
-        return max(1, numba.get_num_threads())
+    """Threads for PNG encoding: ``thread_limit``, else ``min(PNG_DEFAULT_THREADS, os.cpu_count())``."""
+    if thread_limit is not None:
+        return max(1, thread_limit)
     return max(1, min(PNG_DEFAULT_THREADS, os.cpu_count() or 1))
 
 
@@ -48,7 +50,7 @@ def png_chunks(planes: np.ndarray, threads: int) -> list[tuple[bytes, bytes]]:
     filtered = np.empty((h, 1 + w * c * planes.dtype.itemsize), np.uint8)  # type byte + row
     bands = _png_bands(h, filtered.shape[1], threads)
     with ThreadPoolExecutor(min(threads, len(bands))) as pool:
-        list(pool.map(lambda band: _filter_rows(planes, *band, filtered), bands))
+        list(pool.map(lambda band, out=filtered: _filter_rows(planes, *band, out), bands))
         pieces = _deflate_bands(filtered, bands, pool)
     del filtered                                          # before the pieces are joined
     data = memoryview(b"".join(pieces))                   # the IDATs are slices of it
@@ -121,7 +123,7 @@ def _deflate_bands(filtered: np.ndarray, bands: list[tuple[int, int]],
     the decoder has then), ending in a sync flush (byte-aligned, not final) except the
     last, which ends the stream.  The joined streams follow a zlib header and end with
     the Adler-32 of all the bytes.  The result depends on the band split only.  zlib is
-    fed ``PNG_FILTER_BYTES`` at a time, so that no band's output is copied whole.
+    fed ``PNG_DEFLATE_FEED_BYTES`` at a time, so that no band's output is copied whole.
     """
     flat = filtered.reshape(-1)                            # (H * (1 + L),)
     rows = filtered.shape[1]
@@ -133,8 +135,8 @@ def _deflate_bands(filtered: np.ndarray, bands: list[tuple[int, int]],
         z = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, -PNG_WINDOW_BITS,
                              PNG_ZLIB_MEM_LEVEL, zlib.Z_FILTERED, **primer)
         last = k == len(spans) - 1
-        return [*(z.compress(flat[i:min(i + PNG_FILTER_BYTES, stop)])
-                  for i in range(start, stop, PNG_FILTER_BYTES)),
+        return [*(z.compress(flat[i:min(i + PNG_DEFLATE_FEED_BYTES, stop)])
+                  for i in range(start, stop, PNG_DEFLATE_FEED_BYTES)),
                 z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)]
 
     bands_out = list(pool.map(deflate, range(len(spans))))
