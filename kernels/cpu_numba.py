@@ -499,6 +499,17 @@ def _tile_rows(x, c, n, y0, wv, rows):
 
 
 @njit(nogil=True, cache=True)
+def _untile_rows(q, o, n, y0, y):
+    """y[o, n, y0 + i, :] = q[i, :OW] for the output rows of one Winograd tile row, those
+    past OH dropped (``_tile_rows`` the other way; by index: Numba's slice assignment costs
+    more than the copy on short rows)."""
+    oh, ow = y.shape[2], y.shape[3]
+    for i in range(min(q.shape[0], oh - y0)):
+        for k in range(ow):
+            y[o, n, y0 + i, k] = q[i, k]
+
+
+@njit(nogil=True, cache=True)
 def _winograd_input(x, r0, r1, ty_n, tx_n, v):
     """v[a*4 + b, c*P + (r - r0)*TX + tx] = (B^T d B)[a, b] for the 4x4 input tile d at tile
     row r (= n*TY + ty) and column tx, rows r0 <= r < r1; pixels past the input read 0.
@@ -568,9 +579,7 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                     e0 = a0[t] + a1[t] + a2[t] + bo
                     e1 = a1[t] - a2[t] - a3[t] + bo
                     qi[2 * t], qi[2 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
-            for i in range(min(2, oh - y0)):
-                for k in range(ow):
-                    y[o, n, y0 + i, k] = q[i, k]
+            _untile_rows(q, o, n, y0, y)
 
 
 @njit(nogil=True, cache=True)
@@ -670,9 +679,7 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                     e3 = sm + h8 * a3[t] - f8 * a4[t] + a5[t] + bo
                     qi[4 * t], qi[4 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
                     qi[4 * t + 2], qi[4 * t + 3] = max(e2, e2 * slope), max(e3, e3 * slope)
-            for i in range(min(4, oh - y0)):
-                for k in range(ow):
-                    y[o, n, y0 + i, k] = q[i, k]
+            _untile_rows(q, o, n, y0, y)
 
 
 def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
