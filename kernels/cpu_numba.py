@@ -485,14 +485,16 @@ def conv_transpose(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, k: int, stri
 
 
 @njit(nogil=True, cache=True)
-def _tile_rows(x, c, n, y0, wv, rows):
-    """rows[i, :wv] = x[c, n, y0 + i, :wv] for the input rows of one Winograd tile row; a row
-    past the image is all 0 (columns from wv on are never written: the caller's zeros)."""
+def _tile_rows(x, c, n, y0, pad, wv, rows):
+    """rows[i, pad:pad + wv] = x[c, n, y0 + i - pad, :wv] for the input rows of one Winograd
+    tile row, y0 counted in x zero-padded by ``pad``; a row outside the image is all 0 (the
+    other columns are never written: the caller's zeros)."""
     h = x.shape[2]
     for i in range(rows.shape[0]):
-        if y0 + i < h:
+        yy = y0 + i - pad
+        if 0 <= yy < h:
             for k in range(wv):
-                rows[i, k] = x[c, n, y0 + i, k]
+                rows[i, pad + k] = x[c, n, yy, k]
         else:
             for k in range(rows.shape[1]):
                 rows[i, k] = 0.0
@@ -510,41 +512,72 @@ def _untile_rows(q, o, n, y0, y):
 
 
 @njit(nogil=True, cache=True)
-def _winograd_input(x, r0, r1, ty_n, tx_n, v):
+def _untile_planes(q, o, r0, r1, ty_n, tx_n, y):
+    """y[o, n, 2ty + i, 2tx + k] = q[2i + k, (r - r0)*TX + tx] for the F(2x2) tiles of rows
+    r0 <= r < r1 (r = n*TY + ty): the four pixel planes of a block's output tiles interleaved
+    into their image rows, rows and columns past OH/OW dropped."""
+    oh, ow = y.shape[2], y.shape[3]
+    whole = ow // 2                         # tiles of a row wholly inside the image
+    for r in range(r0, r1):
+        n, y0 = r // ty_n, 2 * (r % ty_n)
+        j = (r - r0) * tx_n
+        for i in range(min(2, oh - y0)):
+            row = y[o, n, y0 + i]
+            q0, q1 = q[2 * i, j:j + whole], q[2 * i + 1, j:j + whole]
+            for t in range(whole):          # both phases in one loop: LLVM interleaves in registers
+                row[2 * t], row[2 * t + 1] = q0[t], q1[t]
+            if ow % 2:
+                row[ow - 1] = q[2 * i, j + whole]
+
+
+@njit(nogil=True, cache=True)
+def _winograd_input(x, pad, r0, r1, ty_n, tx_n, v):
     """v[a*4 + b, c*P + (r - r0)*TX + tx] = (B^T d B)[a, b] for the 4x4 input tile d at tile
-    row r (= n*TY + ty) and column tx, rows r0 <= r < r1; pixels past the input read 0.
-    ``v`` is a ``_stack`` of 16 (C, P) matrices, P = (r1 - r0)*TX tiles, one per row.
+    row r (= n*TY + ty) and column tx, rows r0 <= r < r1, of x zero-padded by ``pad`` on
+    every side; pixels past the input read 0.  ``v`` is a ``_stack`` of 16 (C, P) matrices,
+    P = (r1 - r0)*TX tiles, one per row.
 
     B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] (Lavin & Gray eq. 9).
-    Tile tx covers columns 2tx..2tx+3: with B^T d split into its even and odd columns, the
-    column transform is a unit-stride loop over tx.  It writes ``v`` by index, not through a
-    slice per (c, r, a): on a training batch's short rows (6-11 tiles; F(2x2) is what training
-    runs) the views cost more than the arithmetic (3-4x the time of this form on upconv_7's
-    layers, batch 16, crop 48).  ``_winograd4_input`` keeps its slices: on inference's long
-    rows they vectorise and this form did not pay (measured slower on a 256-px tile).
+    Tile tx covers columns 2tx..2tx+3, so B^T d of its columns 2tx+2, 2tx+3 is also B^T d of
+    the next tile's first two: one scalar pass along the row computes each column's B^T d
+    once, keeps the last two in registers and stores the tile's 16 values by index.  The
+    tile's rows are read from x itself where they lie inside it (no padding, not past the
+    last row or column), else from a zero-padded copy (``_tile_rows``).  Measured against a
+    vectorised form that first wrote B^T d of the row out and then combined columns
+    (the F(4x4) transform's shape): 2-2.5x faster on training's rows of 6-23 tiles, 1.6x on
+    a 256-px tile's 127.
     """
-    c_n, w = x.shape[0], x.shape[3]
+    c_n, h, w = x.shape[0], x.shape[2], x.shape[3]
     p = (r1 - r0) * tx_n
-    rows = np.zeros((4, 2 * tx_n + 2), dtype=np.float32)  # the 4 input rows of a tile row
-    ev = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t
-    od = np.empty((4, tx_n + 1), dtype=np.float32)         # B^T d at columns 2t + 1
-    wv = min(w, 2 * tx_n + 2)                              # the rest of `rows` stays 0
+    rows = np.zeros((4, 2 * tx_n + 2), dtype=np.float32)  # a tile row's input rows, padded
+    wv = min(w, 2 * tx_n + 2 - pad)                       # the rest of `rows` stays 0
+    inside_columns = pad == 0 and 2 * tx_n + 2 <= w
     for c in range(c_n):
         for r in range(r0, r1):
             n, y0 = r // ty_n, 2 * (r % ty_n)
-            _tile_rows(x, c, n, y0, wv, rows)
-            for t in range(tx_n + 1):
-                d0, d1, d2, d3 = rows[0, 2 * t], rows[1, 2 * t], rows[2, 2 * t], rows[3, 2 * t]
-                ev[0, t], ev[1, t], ev[2, t], ev[3, t] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-                d0, d1, d2, d3 = rows[0, 2 * t + 1], rows[1, 2 * t + 1], rows[2, 2 * t + 1], rows[3, 2 * t + 1]
-                od[0, t], od[1, t], od[2, t], od[3, t] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-            j = c * p + (r - r0) * tx_n         # column of tile (r, 0) in row c of each matrix
-            for a in range(4):
-                for t in range(tx_n):
-                    v[4 * a, j + t] = ev[a, t] - ev[a, t + 1]
-                    v[4 * a + 1, j + t] = od[a, t] + ev[a, t + 1]
-                    v[4 * a + 2, j + t] = ev[a, t + 1] - od[a, t]
-                    v[4 * a + 3, j + t] = od[a, t] - od[a, t + 1]
+            if inside_columns and y0 + 4 <= h:
+                d, i0 = x[c, n], y0           # rows i0..i0+3 of d
+            else:
+                _tile_rows(x, c, n, y0, pad, wv, rows)
+                d, i0 = rows, 0
+            j = c * p + (r - r0) * tx_n       # column of tile (r, 0) in row c of each matrix
+            # B^T d of columns 0 and 1: (e0..e3), (o0..o3)
+            d0, d1, d2, d3 = d[i0, 0], d[i0 + 1, 0], d[i0 + 2, 0], d[i0 + 3, 0]
+            e0, e1, e2, e3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+            d0, d1, d2, d3 = d[i0, 1], d[i0 + 1, 1], d[i0 + 2, 1], d[i0 + 3, 1]
+            o0, o1, o2, o3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+            for t in range(tx_n):
+                k = 2 * t + 2                 # B^T d of columns k, k + 1: (f0..f3), (g0..g3)
+                d0, d1, d2, d3 = d[i0, k], d[i0 + 1, k], d[i0 + 2, k], d[i0 + 3, k]
+                f0, f1, f2, f3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                d0, d1, d2, d3 = d[i0, k + 1], d[i0 + 1, k + 1], d[i0 + 2, k + 1], d[i0 + 3, k + 1]
+                g0, g1, g2, g3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                jt = j + t                    # (B^T d) B, row a from (e_a, o_a, f_a, g_a)
+                v[0, jt], v[1, jt], v[2, jt], v[3, jt] = e0 - f0, o0 + f0, f0 - o0, o0 - g0
+                v[4, jt], v[5, jt], v[6, jt], v[7, jt] = e1 - f1, o1 + f1, f1 - o1, o1 - g1
+                v[8, jt], v[9, jt], v[10, jt], v[11, jt] = e2 - f2, o2 + f2, f2 - o2, o2 - g2
+                v[12, jt], v[13, jt], v[14, jt], v[15, jt] = e3 - f3, o3 + f3, f3 - o3, o3 - g3
+                e0, e1, e2, e3, o0, o1, o2, o3 = f0, f1, f2, f3, g0, g1, g2, g3
 
 
 @njit(nogil=True, cache=True)
@@ -553,40 +586,43 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
     r0 <= r < r1, M[a, b] = m[a*4 + b, o*P + (r - r0)*TX + tx] (``m``: a ``_stack`` of 16 (OC, P)
     matrices, P = (r1 - r0)*TX); rows/columns past OH/OW dropped.
 
-    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] (Lavin & Gray eq. 9).  Each step is a loop over
-    the TX tiles of a row with unit stride, which LLVM vectorises.
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] (Lavin & Gray eq. 9).  For each output channel the
+    block's P tiles lie side by side in every matrix, so the transform is one unit-stride
+    loop over all of them (which LLVM vectorises, however short an image row is: 6-11
+    tiles on a training batch), into the four pixel planes of ``q``; then ``_untile_planes``
+    interleaves each tile row's planes into its two output rows.  Against a loop per tile
+    row (the F(4x4) transform's shape): 2-3x faster on training's rows, 1.1x on a 254-px
+    row; a scalar pass storing each tile's 4 pixels straight into y won on 6-7 tile rows
+    (1.5x) and lost from 20 on (0.7x, 0.4x on 127).
     """
-    oc, _, oh, ow = y.shape
+    oc = y.shape[0]
     p = (r1 - r0) * tx_n
-    s = np.empty((8, tx_n), dtype=np.float32)        # A^T M: s[4*i + b, tx] = (A^T M)[i, b]
-    q = np.empty((2, 2 * tx_n), dtype=np.float32)    # two output rows, columns interleaved
+    s = np.empty((8, p), dtype=np.float32)    # A^T M: s[4*i + b, tile] = (A^T M)[i, b]
+    q = np.empty((4, p), dtype=np.float32)    # q[2*i + k, tile]: output pixel (i, k) of each tile
     for o in range(oc):
         bo = bias[o]
-        for r in range(r0, r1):
-            n, y0 = r // ty_n, 2 * (r % ty_n)
-            j = o * p + (r - r0) * tx_n         # column of tile (r, 0) in row o of each matrix
-            for b in range(4):
-                m0, m1 = m[b, j:j + tx_n], m[4 + b, j:j + tx_n]
-                m2, m3 = m[8 + b, j:j + tx_n], m[12 + b, j:j + tx_n]
-                s0, s1 = s[b], s[4 + b]
-                for t in range(tx_n):
-                    s0[t] = m0[t] + m1[t] + m2[t]
-                    s1[t] = m1[t] - m2[t] - m3[t]
-            for i in range(2):
-                a0, a1, a2, a3 = s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]
-                qi = q[i]
-                for t in range(tx_n):
-                    e0 = a0[t] + a1[t] + a2[t] + bo
-                    e1 = a1[t] - a2[t] - a3[t] + bo
-                    qi[2 * t], qi[2 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
-            _untile_rows(q, o, n, y0, y)
+        j0 = o * p                            # column of the block's first tile in row o
+        for b in range(4):
+            m0, m1, m2, m3 = m[b, j0:j0 + p], m[4 + b, j0:j0 + p], m[8 + b, j0:j0 + p], m[12 + b, j0:j0 + p]
+            s0, s1 = s[b], s[4 + b]
+            for t in range(p):
+                s0[t] = m0[t] + m1[t] + m2[t]
+                s1[t] = m1[t] - m2[t] - m3[t]
+        for i in range(2):
+            a0, a1, a2, a3 = s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]
+            q0, q1 = q[2 * i], q[2 * i + 1]
+            for t in range(p):
+                e0 = a0[t] + a1[t] + a2[t] + bo
+                e1 = a1[t] - a2[t] - a3[t] + bo
+                q0[t], q1[t] = max(e0, e0 * slope), max(e1, e1 * slope)
+        _untile_planes(q, o, r0, r1, ty_n, tx_n, y)
 
 
 @njit(nogil=True, cache=True)
-def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
+def _winograd4_input(x, pad, r0, r1, ty_n, tx_n, v):
     """F(4x4, 3x3) input transform: v[a*6 + b, c*P + (r - r0)*TX + tx] = (B^T d B)[a, b] for
-    the 6x6 input tile d at tile row r (= n*TY + ty), column tx (stride 4), rows r0 <= r < r1;
-    pixels past the input read 0.  B^T is ``ops.WINOGRAD_BT[4]`` (points 0, 1, -1, 1/2, -2, inf):
+    the 6x6 input tile d at tile row r (= n*TY + ty), column tx (stride 4), rows r0 <= r < r1,
+    of x zero-padded by ``pad`` on every side; pixels past the input read 0.  B^T is ``ops.WINOGRAD_BT[4]`` (points 0, 1, -1, 1/2, -2, inf):
 
         [[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, -2, 5, -1, -2, 0],
          [0, 2, 1, -2, -1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]]
@@ -601,12 +637,12 @@ def _winograd4_input(x, r0, r1, ty_n, tx_n, v):
     rows = np.zeros((6, width), dtype=np.float32)     # the 6 input rows of a tile row, 0-padded
     col = np.empty((6, width), dtype=np.float32)      # B^T d: the rows transformed
     ph = np.empty((4, tx_n + 1), dtype=np.float32)    # one transformed row's column phases
-    wv = min(w, width)                                # the rest of `rows` stays 0
+    wv = min(w, width - pad)                          # the rest of `rows` stays 0
     f2, f3, f4, f5 = np.float32(2), np.float32(3), np.float32(4), np.float32(5)  # float32 arithmetic
     for c in range(c_n):
         for r in range(r0, r1):
             n, y0 = r // ty_n, 4 * (r % ty_n)
-            _tile_rows(x, c, n, y0, wv, rows)
+            _tile_rows(x, c, n, y0, pad, wv, rows)
             d0, d1, d2, d3, d4, d5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
             c0, c1, c2, c3, c4, c5 = col[0], col[1], col[2], col[3], col[4], col[5]
             for k in range(width):
@@ -682,9 +718,10 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
             _untile_rows(q, o, n, y0, y)
 
 
-def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
-    """Twin of ``ops.winograd_conv3x3``: 3x3 stride-1 valid convolution + bias + LeakyReLU,
-    by F(2x2, 3x3) or F(4x4, 3x3) as ``u`` says.
+def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None,
+                     pad: int = 0) -> np.ndarray:
+    """Twin of ``ops.winograd_conv3x3``: 3x3 stride-1 convolution of x zero-padded by ``pad``
+    + bias + LeakyReLU, by F(2x2, 3x3) or F(4x4, 3x3) as ``u`` says.
 
     Parameters
     ----------
@@ -693,10 +730,11 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
         F(2x2), 36 for F(4x4)
     bias : float32 (OC,)
     slope : LeakyReLU slope, or None for no activation
+    pad : zero rows and columns around x (the transforms read them as 0; no padded copy)
 
     Returns
     -------
-    y : float32 (OC, N, H - 2, W - 2)
+    y : float32 (OC, N, H + 2*pad - 2, W + 2*pad - 2)
 
     Notes
     -----
@@ -709,7 +747,7 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     t2, oc = u.shape[0], u.shape[1]
     tile = WINOGRAD_TILES[t2]
     transform_in, transform_out = (_winograd_input, _winograd_output) if tile == 2 else (_winograd4_input, _winograd4_output)
-    oh, ow = h - 2, w - 2
+    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
     ty_n, tx_n = -(-oh // tile), -(-ow // tile)        # tile x tile output tiles per column, row
     rows = n * ty_n
     fit = max(1, WINOGRAD_BLOCK_BYTES // (t2 * (c + oc) * tx_n * 4))  # tile rows a block may hold
@@ -723,7 +761,7 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
         p = (r1 - r0) * tx_n
         v = _stack("winograd_v", t2, c, p)      # (m+2)^2 matrices (C, tiles)
         m = _stack("winograd_m", t2, oc, p)     # (m+2)^2 matrices (OC, tiles)
-        transform_in(x, r0, r1, ty_n, tx_n, v)
+        transform_in(x, pad, r0, r1, ty_n, tx_n, v)
         _gemm(u, _matrices(v, c, p), out=_matrices(m, oc, p))       # (m+2)^2 x (OC, C) @ (C, tiles)
         transform_out(m, bias, s, r0, r1, ty_n, tx_n, y)
 

@@ -8,8 +8,9 @@ built and page-faulted in per step, which took two thirds of a step (tools/train
 profiled).  Here nothing of that size exists:
 
 * 3x3 layers: the forward and dX run on the backend's Winograd kernel (kernels/cpu_numba.py;
-  dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the flipped,
-  transposed weights, ``flipped_weight``), and dW is Winograd run backwards
+  dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the rotated,
+  transposed weights, whose Winograd form is the forward's reordered, ``input_grad_weight``;
+  the padding is read as zeros by the input transform, no padded copy), and dW is Winograd run backwards
   (``winograd_weight_grad``): per block of tile rows, each worker thread transforms x and
   dY into cache-sized buffers and runs 16 single-threaded BLAS GEMMs, and the blocks'
   terms are summed in block order (``_blocks_summed``: the same bits for any thread count);
@@ -22,6 +23,7 @@ Each is checked against the reference in tests/test_grad.py.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -71,35 +73,55 @@ def _blocks_summed(blocks: list, shape: tuple, work) -> np.ndarray:
 # 16 GEMMs (OC, tiles) @ (tiles, C) over the same input transform as the forward: 16 products
 # per tile and channel pair instead of im2col's 36 (2.25x fewer flops).
 WINOGRAD_GRAD_BLOCK_BYTES = 4 << 20     # per-thread V and dY transforms of one block
+# dW's tile rows are cut into a multiple of this many near-equal blocks, whatever the thread
+# count (the sum's grouping, and so its bits, must not depend on it): 1, 2 or 4 threads end
+# together.  Blocks cut to the byte limit alone (36, 36, 36, 4 tile rows) kept one of two
+# threads waiting a fifth of dW's time.
+GRAD_BLOCKS_MULTIPLE = 4
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dy_tile(g, k, d00, d01, d10, d11):
+    """g[a*4 + b, k] = (A dY Aᵀ)[a, b] for the 2x2 tile [[d00, d01], [d10, d11]]: the rows of
+    A dY are (d00, d01), (d00 + d10, d01 + d11), (d00 - d10, d01 - d11), (-d10, -d11), and
+    (A dY) Aᵀ maps each row [u, v] to [u, u + v, u - v, -v]."""
+    u, v = d00, d01
+    g[0, k], g[1, k], g[2, k], g[3, k] = u, u + v, u - v, -v
+    u, v = d00 + d10, d01 + d11
+    g[4, k], g[5, k], g[6, k], g[7, k] = u, u + v, u - v, -v
+    u, v = d00 - d10, d01 - d11
+    g[8, k], g[9, k], g[10, k], g[11, k] = u, u + v, u - v, -v
+    u, v = -d10, -d11
+    g[12, k], g[13, k], g[14, k], g[15, k] = u, u + v, u - v, -v
 
 
 @njit(nogil=True, cache=True)
 def _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g):
     """g[a*4 + b, o*P + (r - r0)*TX + t] = (A dY Aᵀ)[a, b] for the 2x2 tile of dY at rows
     2ty.., columns 2t.. of image n (values past OH/OW read 0); ``g`` is a ``_stack`` of 16
-    (OC, P) matrices, P = (r1 - r0)*TX.  A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
+    (OC, P) matrices, P = (r1 - r0)*TX.  A = [[1, 0], [1, 1], [1, -1], [0, -1]].
+
+    The tiles wholly inside dY are read without a bounds test (1.4x the speed of testing
+    every value), then the last column of an odd width and the last row of an odd height."""
     oc, _, oh, ow = dy.shape
     p = (r1 - r0) * tx_n
-    u = np.empty(4, np.float32)     # column 0 of A dY
-    v = np.empty(4, np.float32)     # column 1 of A dY
+    whole = ow // 2                                  # tiles of a row wholly inside dY
+    zero = np.float32(0.0)
     for o in range(oc):
         for r in range(r0, r1):
             n, y0 = r // ty_n, 2 * (r % ty_n)
-            for t in range(tx_n):
-                x0 = 2 * t
-                d00 = dy[o, n, y0, x0]
-                d01 = dy[o, n, y0, x0 + 1] if x0 + 1 < ow else 0.0
-                d10 = dy[o, n, y0 + 1, x0] if y0 + 1 < oh else 0.0
-                d11 = dy[o, n, y0 + 1, x0 + 1] if y0 + 1 < oh and x0 + 1 < ow else 0.0
-                # A dY: rows [d00, d01], [d00 + d10, d01 + d11], [d00 - d10, d01 - d11], [-d10, -d11]
-                u[0], u[1], u[2], u[3] = d00, d00 + d10, d00 - d10, -d10
-                v[0], v[1], v[2], v[3] = d01, d01 + d11, d01 - d11, -d11
-                k = o * p + (r - r0) * tx_n + t
-                for a in range(4):          # (A dY) Aᵀ: each row [u, v] -> [u, u + v, u - v, -v]
-                    g[4 * a, k] = u[a]
-                    g[4 * a + 1, k] = u[a] + v[a]
-                    g[4 * a + 2, k] = u[a] - v[a]
-                    g[4 * a + 3, k] = -v[a]
+            j = o * p + (r - r0) * tx_n              # column of tile (r, 0) in row o of each matrix
+            if y0 + 1 < oh:
+                for t in range(whole):
+                    x0 = 2 * t
+                    _dy_tile(g, j + t, dy[o, n, y0, x0], dy[o, n, y0, x0 + 1], dy[o, n, y0 + 1, x0], dy[o, n, y0 + 1, x0 + 1])
+                if ow % 2:
+                    _dy_tile(g, j + whole, dy[o, n, y0, ow - 1], zero, dy[o, n, y0 + 1, ow - 1], zero)
+            else:                                    # the last row of an odd height
+                for t in range(whole):
+                    _dy_tile(g, j + t, dy[o, n, y0, 2 * t], dy[o, n, y0, 2 * t + 1], zero, zero)
+                if ow % 2:
+                    _dy_tile(g, j + whole, dy[o, n, y0, ow - 1], zero, zero, zero)
 
 
 def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -112,14 +134,16 @@ def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     dy = np.ascontiguousarray(dy)
     ty_n, tx_n = (oh + 1) // 2, (ow + 1) // 2
     rows = n * ty_n
-    per_block = max(1, min(rows, WINOGRAD_GRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4)))
+    fit = max(1, WINOGRAD_GRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4))   # tile rows a block may hold
+    blocks = GRAD_BLOCKS_MULTIPLE * math.ceil(rows / (GRAD_BLOCKS_MULTIPLE * fit))
+    per_block = math.ceil(rows / blocks)                                   # near-equal blocks
 
     def work(r0, out):
         r1 = min(rows, r0 + per_block)
         p = (r1 - r0) * tx_n
         v = _stack("grad_v", 16, c, p)       # 16 matrices (C, tiles)
         g = _stack("grad_dy", 16, oc, p)     # 16 matrices (OC, tiles)
-        _winograd_input(x, r0, r1, ty_n, tx_n, v)           # the forward's Bᵀ d B
+        _winograd_input(x, 0, r0, r1, ty_n, tx_n, v)        # the forward's Bᵀ d B
         _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
         np.matmul(_matrices(g, oc, p), _matrices(v, c, p).transpose(0, 2, 1), out=out)   # 16 x (OC, tiles) @ (tiles, C)
 
@@ -149,34 +173,52 @@ def _winograd_weight_back(m, dw):
                 dw[o, c * 9 + 6 + j] = 0.5 * (v1 + v2) + v3
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _g_column(row, b, c, v0, v1, v2):
+    """row[a*4 + b, c] = (G v)[a] for column b of the row-transformed kernel, v in float64."""
+    row[b, c] = v0
+    row[4 + b, c] = 0.5 * (v0 + v1 + v2)
+    row[8 + b, c] = 0.5 * (v0 - v1 + v2)
+    row[12 + b, c] = v2
+
+
 @njit(nogil=True, cache=True)
 def _winograd_weight_kernel(g, u):
     """u[a*4 + b, o, c] = (G g Gᵀ)[a, b] for g = w[o, c*9:(c+1)*9] as 3x3, in float64;
-    G v = (v0, (v0 + v1 + v2)/2, (v0 - v1 + v2)/2, v2)."""
+    G v = (v0, (v0 + v1 + v2)/2, (v0 - v1 + v2)/2, v2).
+
+    One output channel at a time, a unit-stride loop over the input channels into the 16
+    rows of ``row``, then copied to the 16 matrices: storing each (o, c)'s 16 values straight
+    into 16 matrices a multiple of 4 KiB apart evicted them from L1 (3x slower)."""
     oc, c9 = g.shape
-    t = np.empty((3, 4))
+    c_n = c9 // 9
+    row = np.empty((16, c_n), dtype=np.float32)   # row[a*4 + b, c] = (G g Gᵀ)[a, b] of channel c
     for o in range(oc):
-        for c in range(c9 // 9):
-            for i in range(3):
-                v0, v1, v2 = float(g[o, c * 9 + 3 * i]), float(g[o, c * 9 + 3 * i + 1]), float(g[o, c * 9 + 3 * i + 2])
-                t[i, 0], t[i, 1], t[i, 2], t[i, 3] = v0, 0.5 * (v0 + v1 + v2), 0.5 * (v0 - v1 + v2), v2
-            for b in range(4):
-                v0, v1, v2 = t[0, b], t[1, b], t[2, b]
-                u[b, o, c] = v0
-                u[4 + b, o, c] = 0.5 * (v0 + v1 + v2)
-                u[8 + b, o, c] = 0.5 * (v0 - v1 + v2)
-                u[12 + b, o, c] = v2
+        for c in range(c_n):                      # scalars only: LLVM vectorises over c
+            k = 9 * c
+            f64 = np.float64
+            g00, g01, g02 = f64(g[o, k]), f64(g[o, k + 1]), f64(g[o, k + 2])
+            g10, g11, g12 = f64(g[o, k + 3]), f64(g[o, k + 4]), f64(g[o, k + 5])
+            g20, g21, g22 = f64(g[o, k + 6]), f64(g[o, k + 7]), f64(g[o, k + 8])
+            # G applied to each kernel row i: (g_i0, t_i1, t_i2, g_i2); then G down each column b
+            t01, t02 = 0.5 * (g00 + g01 + g02), 0.5 * (g00 - g01 + g02)
+            t11, t12 = 0.5 * (g10 + g11 + g12), 0.5 * (g10 - g11 + g12)
+            t21, t22 = 0.5 * (g20 + g21 + g22), 0.5 * (g20 - g21 + g22)
+            _g_column(row, 0, c, g00, g10, g20)
+            _g_column(row, 1, c, t01, t11, t21)
+            _g_column(row, 2, c, t02, t12, t22)
+            _g_column(row, 3, c, g02, g12, g22)
+        for k in range(16):
+            for c in range(c_n):
+                u[k, o, c] = row[k, c]
 
 
 def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
-    """``ops.winograd_weight`` (U = G g Gᵀ, (16, OC, C), computed in float64 and rounded once)
-    as a Numba loop: 8 ms -> well under 1 ms for 128x128, which counts when a training step
-    transforms every weight twice; the output channels are split between the workers (run
-    on one thread, the transforms were a tenth of an upconv_7 step at 2 threads)."""
-    oc = w2d.shape[0]
-    g = np.ascontiguousarray(w2d)
-    u = np.empty((16, oc, in_channels), np.float32)
-    _by_channels(oc, lambda lo, hi: _winograd_weight_kernel(g[lo:hi], u[:, lo:hi]))
+    """``ops.winograd_weight`` (U = G g Gᵀ, (16, OC, C), computed in float64 and rounded once:
+    the same bits) as a Numba loop: 8 ms -> 0.13 ms for 128x128 on one thread, which counts
+    when a training step transforms every weight."""
+    u = np.empty((16, w2d.shape[0], in_channels), np.float32)
+    _winograd_weight_kernel(np.ascontiguousarray(w2d), u)
     return u
 
 
@@ -206,44 +248,21 @@ def leaky_relu_backward_bias(dy: np.ndarray, y: np.ndarray, slope: float) -> tup
     return dz, db.astype(np.float32)
 
 
-@njit(nogil=True, cache=True)
-def _zero_pad_kernel(x, pad, y):
-    """y[c, n] = x[c, n] with ``pad`` rows and columns of zeros on every side."""
-    c_n, n_n, h, w = x.shape
-    wp = w + 2 * pad
-    for c in range(c_n):
-        for n in range(n_n):
-            for r in range(h + 2 * pad):
-                if pad <= r < h + pad:
-                    for q in range(pad):
-                        y[c, n, r, q] = 0.0
-                        y[c, n, r, wp - 1 - q] = 0.0
-                    for q in range(w):
-                        y[c, n, r, pad + q] = x[c, n, r - pad, q]
-                else:
-                    for q in range(wp):
-                        y[c, n, r, q] = 0.0
+# dX of a 3x3 stride-1 conv is the conv of dY padded by 2 with the kernel rotated by 180
+# degrees and the channels swapped.  Its Winograd weight needs no transform of its own: with
+# J the 3x3 reversal, G J = P G, P swapping rows 0 and 3 of F(2x2)'s G, so
+#     G (J g J) Gᵀ = P (G g Gᵀ) Pᵀ:
+# matrix a*4 + b of the rotated kernel's U is matrix P(a)*4 + P(b) of the forward's U.
+_ROTATED = np.array([3, 1, 2, 0])
+ROTATED_MATRICES = (_ROTATED[:, None] * 4 + _ROTATED[None, :]).ravel()   # (16,)
 
 
-def zero_padded(x: np.ndarray, pad: int) -> np.ndarray:
-    """``np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))`` of a (C, N, H, W) float32
-    array in one pass (np.pad writes the zeros and the copy in several), the channels split
-    between the threads from ``ELEMENTWISE_SPLIT_MIN`` values on."""
-    c, n, h, w = x.shape
-    y = np.empty((c, n, h + 2 * pad, w + 2 * pad), np.float32)
-    x = np.ascontiguousarray(x)
-    _by_channels(c, lambda lo, hi: _zero_pad_kernel(x[lo:hi], pad, y[lo:hi]), split=y.size >= ELEMENTWISE_SPLIT_MIN)
-    return y
-
-
-
-def flipped_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:
-    """A conv weight (OC, C*k*k) as the weight (C, OC*k*k) of the conv that maps dY (padded
-    by k - 1) to dX: channels swapped, kernel rotated by 180 degrees."""
-    oc = w2d.shape[0]
-    # (OC, C, k, k) -> (C, OC, k, k) rotated -> (C, OC*k*k)
-    w4 = w2d.reshape(oc, in_channels, k, k)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    return np.ascontiguousarray(w4.reshape(in_channels, oc * k * k))
+def input_grad_weight(u: np.ndarray) -> np.ndarray:
+    """The F(2x2) Winograd weight (16, C, OC) of the conv that maps dY (padded by 2) to dX,
+    from the forward's U (16, OC, C): its matrices reordered (above) and each transposed
+    (a strided view, which BLAS reads as it is); equal to ``winograd_weight`` of the rotated,
+    channel-swapped kernel up to float32 rounding."""
+    return u[ROTATED_MATRICES].transpose(0, 2, 1)       # (16, OC, C) reordered -> (16, C, OC)
 
 
 # --- layers with few outputs (128->3, 64->3): kn2row forward and backward ----------------

@@ -7,6 +7,8 @@ the scale of the random weights; a coordinate sitting on a kink would show as on
 """
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -222,15 +224,15 @@ def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size):
     x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
     z, cols = grad.conv_forward(x64, w64, b64, 3, 1, NP)
     ref_y = z if slope is None else grad.leaky_relu(z, slope)
-    y = grad.conv3x3_fast_forward(x, w, b, slope, nb)
+    y, u = grad.conv3x3_fast_forward(x, w, b, slope, nb)
     _assert_near(y, ref_y, "y")
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dz = dy.astype(np.float64) if slope is None else grad.leaky_relu_backward(dy.astype(np.float64), z, slope)
     ref = grad.conv_backward(dz, x.shape, cols, w64, 3, 1, NP)
-    got = grad.conv3x3_fast_backward(dy, x, y, w, slope, nb)
+    got = grad.conv3x3_fast_backward(dy, x, y, w, u, slope, nb)
     for name, g, r in zip(("dx", "dw", "db"), got, ref):
         _assert_near(g, r, name)
-    assert grad.conv3x3_fast_backward(dy, x, y, w, slope, nb, input_grad=False)[0] is None
+    assert grad.conv3x3_fast_backward(dy, x, y, w, u, slope, nb, input_grad=False)[0] is None
 
 
 def test_winograd_weight_grad_blocks_cover_every_tile():
@@ -253,27 +255,29 @@ def test_winograd_weight_grad_blocks_cover_every_tile():
         kg.WINOGRAD_GRAD_BLOCK_BYTES = old
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (5, 2, 3, 7), (7, 3, 9, 4)])
-@pytest.mark.parametrize("pad", [0, 1, 2])
-def test_zero_padded_is_np_pad(shape, pad, monkeypatch):
-    _numba_or_skip()
-    from w2x.nn import kernel_files
-    kg = kernel_files.module("cpu_numba_grad")
-    nb = kernel_files.module("cpu_numba")
-    monkeypatch.setattr(nb, "ELEMENTWISE_SPLIT_MIN", 1)          # channels split in 3
-    monkeypatch.setattr(nb, "_threads", lambda: 3)
-    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
-    np.testing.assert_array_equal(kg.zero_padded(x, pad), np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))))
-
-
-@pytest.mark.parametrize("oc", [1, 6, 7])     # output channels split between the workers
-def test_winograd_weight_is_the_reference_transform(oc, monkeypatch):
+@pytest.mark.parametrize("c,oc", [(1, 1), (3, 5), (8, 2)])
+def test_input_grad_weight_is_the_transform_of_the_rotated_kernel(c, oc):
+    """kernels/cpu_numba_grad.input_grad_weight (the forward's U reordered and transposed)
+    against ops.winograd_weight of the kernel rotated by 180 degrees, channels swapped."""
     _numba_or_skip()
     from w2x.nn import kernel_files, ops
     kg = kernel_files.module("cpu_numba_grad")
-    monkeypatch.setattr(kernel_files.module("cpu_numba"), "_threads", lambda: 3)
-    w = np.random.default_rng(3).standard_normal((oc, 5 * 9)).astype(np.float32)
-    np.testing.assert_allclose(kg.winograd_weight(w, 5), ops.winograd_weight(w, 5), rtol=1e-6, atol=1e-7)
+    w = np.random.default_rng(c * oc).standard_normal((oc, c * 9)).astype(np.float32)
+    rotated = w.reshape(oc, c, 3, 3)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, oc * 9)  # (C, OC*9)
+    got = kg.input_grad_weight(kg.winograd_weight(w, c))
+    assert got.shape == (16, c, oc)
+    # both are float64 sums rounded once to float32, in another order: a float32 ulp apart at most
+    np.testing.assert_allclose(got, ops.winograd_weight(rotated, oc), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("oc,c", [(1, 5), (6, 5), (7, 1), (64, 32)])
+def test_winograd_weight_is_the_reference_transform(oc, c):
+    """The Numba loop computes in float64 and rounds once, as ops.winograd_weight: same bits."""
+    _numba_or_skip()
+    from w2x.nn import kernel_files, ops
+    kg = kernel_files.module("cpu_numba_grad")
+    w = np.random.default_rng(3).standard_normal((oc, c * 9)).astype(np.float32)
+    np.testing.assert_array_equal(kg.winograd_weight(w, c), ops.winograd_weight(w, c))
 
 
 @pytest.mark.parametrize("arch", ["vgg_7", "upconv_7"])
@@ -320,3 +324,26 @@ def test_blocks_summed_adds_the_terms_in_block_order_whatever_the_timing():
             np.testing.assert_array_equal(kg._blocks_summed(list(range(len(terms))), (3, 4), work), want)
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("arch,size", [("vgg_7", 16), ("upconv_7", 14), ("cunet", 72), ("upcunet", 60)])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_step_leaves_no_garbage_cycle(arch, size, backend):
+    """The tape's closures and the tape refer to each other; the backward must break that,
+    or every step's activations wait for the cyclic garbage collector (memory piled up over
+    several steps of training, each page-faulting fresh memory in)."""
+    be = NP if backend == "numpy" else _numba_or_skip()
+    rng = np.random.default_rng(8)
+    params = {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in _random_params(arch, 3, rng).items()}
+    x = rng.uniform(0.2, 0.8, (3, 1, size, size)).astype(np.float32)
+    y, tape, slot = grad.forward(arch, 3, params, x, be)     # a first step: Numba loads its kernels
+    grad.backward(tape, slot, np.ones_like(y))
+    gc.collect()
+    gc.disable()
+    try:
+        y, tape, slot = grad.forward(arch, 3, params, x, be)
+        grads = grad.backward(tape, slot, np.ones_like(y))
+        del y, tape, slot, grads
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

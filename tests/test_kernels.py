@@ -214,13 +214,31 @@ def test_winograd_conv3x3_matches_float64_convolution(backend, tile, slope, case
     np.testing.assert_allclose(got, _conv3x3_float64(x, w2d, bias, slope), rtol=0, atol=GEMM_ATOL)
 
 
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("tile", WINOGRAD_TILES)
+@pytest.mark.parametrize("pad", [1, 2])
+def test_winograd_conv3x3_reads_its_padding_as_zeros(backend, tile, pad):
+    """``pad`` (the input gradient's dY padded by 2): the same as the valid conv of x padded."""
+    be = _winograd_backend(backend)
+    rng = _rng(12)
+    for c, n, h, w, oc in WINOGRAD_CASES:
+        x, w2d, bias = rng.random((c, n, h, w), dtype=np.float32), _randn(rng, oc, c * 9) / np.float32(np.sqrt(c * 9)), _randn(rng, oc)
+        u = ops.winograd_weight(w2d, c, tile)
+        got = be.to_host(be.winograd_conv3x3(*_on(be, x, u, bias), 0.1, pad=pad))
+        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        assert got.shape == (oc, n, h + 2 * pad - 2, w + 2 * pad - 2)
+        np.testing.assert_allclose(got, _conv3x3_float64(padded, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+
+
 @pytest.mark.parametrize("tile", WINOGRAD_TILES)
 def test_reference_winograd_conv3x3_matches_float64_convolution(tile):
     rng = _rng(10)
     for c, n, h, w, oc in WINOGRAD_CASES:
         x, w2d, bias = rng.random((c, n, h, w), dtype=np.float32), _randn(rng, oc, c * 9) / np.float32(np.sqrt(c * 9)), _randn(rng, oc)
-        got = ops.winograd_conv3x3(x, ops.winograd_weight(w2d, c, tile), bias, 0.1)
-        np.testing.assert_allclose(got, _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+        for pad in (0, 2):
+            got = ops.winograd_conv3x3(x, ops.winograd_weight(w2d, c, tile), bias, 0.1, pad=pad)
+            padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+            np.testing.assert_allclose(got, _conv3x3_float64(padded, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
 
 
 # --- numba only: the worker threads and blocks ---------------------------------------------

@@ -195,20 +195,24 @@ def kn2row_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:
                                 .reshape(oc * k * k, in_channels))
 
 
-def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
-    """3x3 stride-1 valid convolution + bias + LeakyReLU(slope) by Winograd F(m x m, 3x3): the
-    same result as im2col + GEMM + ``bias_leaky_relu`` up to float32 rounding.
+def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None,
+                     pad: int = 0) -> np.ndarray:
+    """3x3 stride-1 convolution of x zero-padded by ``pad`` + bias + LeakyReLU(slope) by
+    Winograd F(m x m, 3x3): the same result as im2col + GEMM + ``bias_leaky_relu`` up to
+    float32 rounding (pad 0: a valid convolution, as every layer runs; pad 2: the input
+    gradient of one, ``grad.conv3x3_fast_backward``).
 
     Parameters
     ----------
     x : float32 (C, N, H, W)
     u : float32 ((m+2)^2, OC, C), ``winograd_weight(w2d, C, m)``: 16 matrices for F(2x2),
         36 for F(4x4)
-    bias : float32 (OC,); slope : float or None (no activation)
+    bias : float32 (OC,); slope : float or None (no activation); pad : zero rows and columns
+        around x
 
     Returns
     -------
-    y : float32 (OC, N, H - 2, W - 2)
+    y : float32 (OC, N, H + 2*pad - 2, W + 2*pad - 2)
 
     Notes
     -----
@@ -221,6 +225,7 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     m = WINOGRAD_TILES[u.shape[0]]
     t = m + 2
     bt, at = WINOGRAD_BT[m].astype(np.float32), WINOGRAD_AT[m].astype(np.float32)
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))    # (C, N, H + 2*pad, W + 2*pad)
     c, n, h, w = x.shape
     oc, oh, ow = u.shape[1], h - 2, w - 2
     ty, tx = -(-oh // m), -(-ow // m)                           # m x m output tiles per column, row
