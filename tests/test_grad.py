@@ -295,8 +295,8 @@ def test_skipping_the_input_gradient_keeps_the_parameter_gradients(arch):
         np.testing.assert_array_equal(out[0][name][1], out[1][name][1])
 
 
-def test_blocks_summed_adds_the_terms_in_block_order_whatever_the_timing():
-    """kernels/cpu_numba_grad._blocks_summed: terms of very different sizes (float32 sums
+def test_summed_blocks_add_the_terms_in_block_order_whatever_the_timing():
+    """kernels/cpu_numba_grad._summed_blocks: terms of very different sizes (float32 sums
     that depend on their order) whose first block finishes last, on 1 and on all threads:
     the bits of the in-order float32 sum each time (so training steps repeat bit for bit)."""
     _numba_or_skip()
@@ -321,7 +321,11 @@ def test_blocks_summed_adds_the_terms_in_block_order_whatever_the_timing():
     try:
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
-            np.testing.assert_array_equal(kg._blocks_summed(list(range(len(terms))), (3, 4), work), want)
+            totals = []       # what the thread that added the last term was handed, once
+            items, run_item = kg._summed_blocks(list(range(len(terms))), (3, 4), work, lambda t: totals.append(t.copy()))
+            kg._run_blocks(items, run_item)
+            assert len(totals) == 1
+            np.testing.assert_array_equal(totals[0], want)
     finally:
         numba.set_num_threads(before)
 
@@ -347,3 +351,20 @@ def test_a_step_leaves_no_garbage_cycle(arch, size, backend):
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (5, 2, 3, 7), (4, 3, 8, 8)])   # sums shorter, not a multiple of, a multiple of 8 lanes
+def test_leaky_relu_backward_bias_is_the_reference(shape, monkeypatch):
+    """kernels/cpu_numba_grad.leaky_relu_backward_bias (the select, then db in 8 lanes),
+    channels split in 3 as on more threads, against leaky_relu_backward and a float64 sum."""
+    _numba_or_skip()
+    from w2x.nn import kernel_files
+    kg = kernel_files.module("cpu_numba_grad")
+    monkeypatch.setattr(kg, "ELEMENTWISE_SPLIT_MIN", 1)
+    monkeypatch.setattr(kernel_files.module("cpu_numba"), "_threads", lambda: 3)
+    rng = np.random.default_rng(11)
+    dy, y = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+    dz, db = kg.leaky_relu_backward_bias(dy, y, 0.1)
+    ref = grad.leaky_relu_backward(dy, y, 0.1)
+    np.testing.assert_array_equal(dz, ref)
+    np.testing.assert_allclose(db, ref.astype(np.float64).sum(axis=(1, 2, 3)), rtol=1e-6, atol=1e-6)

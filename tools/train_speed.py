@@ -6,11 +6,14 @@ w2x on a backend against PyTorch CPU, in this process with the same thread count
 Prints milliseconds per step (medians) and the median ratios w2x / torch of interleaved
 steps, wall and CPU time (the issue's target: <= 1.0); run it on a quiet machine and note
 `uptime` beside the figures.  glibc's malloc is set as `w2x train` sets it
-(``machine.reuse_freed_memory``), for both sides: they share the process.
+(``machine.reuse_freed_memory``), for both sides: they share the process.  w2x's steps
+run with one CPU per thread (``machine.one_cpu_per_thread``), as ``w2x train`` runs them;
+the binding is made and undone outside the timed calls, and torch's steps run unbound.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -32,22 +35,25 @@ CROP, BATCH, CHANNELS = 48, 16, 3
 SETTLE_S = 0.2
 
 
-def _interleaved_times(fns, repeats: int) -> tuple[list[list[float]], list[list[float]]]:
-    """Wall and CPU seconds (all threads of this process) per call of each of ``fns``, the
+def _interleaved_times(fns, settings, repeats: int) -> tuple[list[list[float]], list[list[float]]]:
+    """Wall and CPU seconds (all threads of this process) per call of each of ``fns``, each
+    call inside its ``settings()`` context (entered and left outside the timed call), the
     calls interleaved (a, b, a, b, ...) so that a load from other processes on this shared
     machine slows both sides alike.  At one thread the CPU time is the work alone, which a
     loaded machine does not inflate; at more, it also counts threads that spin-wait."""
-    for fn in fns:
-        fn()                              # warm-up (numba compiles, torch allocates)
+    for fn, setting in zip(fns, settings):
+        with setting():
+            fn()                          # warm-up (numba compiles, torch allocates)
     times = [[] for _ in fns]
     cpu = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, ts, cs in zip(fns, times, cpu):
-            time.sleep(SETTLE_S)
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            ts.append(time.perf_counter() - t0)
-            cs.append(time.process_time() - c0)
+        for fn, setting, ts, cs in zip(fns, settings, times, cpu):
+            with setting():
+                time.sleep(SETTLE_S)
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                ts.append(time.perf_counter() - t0)
+                cs.append(time.process_time() - c0)
     return times, cpu
 
 
@@ -85,8 +91,10 @@ def main(argv=None) -> int:
 
         def our_step():
             train_step(cfg, params, adam, x, y, be)
+        # w2x's steps with one CPU per thread, as `w2x train` runs them; torch's as it comes
+        settings = [lambda: machine.one_cpu_per_thread(args.backend), contextlib.nullcontext]
         with threadpool_limits(args.threads):     # NumPy's BLAS at the same thread count
-            (t_ours, t_theirs), (c_ours, c_theirs) = _interleaved_times([our_step, torch_step], args.repeats)
+            (t_ours, t_theirs), (c_ours, c_theirs) = _interleaved_times([our_step, torch_step], settings, args.repeats)
         ours, theirs = statistics.median(t_ours), statistics.median(t_theirs)
         ratio = statistics.median(a / b for a, b in zip(t_ours, t_theirs))
         cpu_ratio = statistics.median(a / b for a, b in zip(c_ours, c_theirs))

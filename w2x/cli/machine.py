@@ -131,6 +131,20 @@ def reuse_freed_memory() -> bool:
     return all(took)
 
 
+@contextlib.contextmanager
+def one_cpu_per_thread(backend: str) -> Iterator[bool]:
+    """Inside the block, the calling thread and each worker thread of the numba backend run
+    on a CPU of their own (``cpu_numba.one_cpu_per_thread``, which says why: a training
+    step's many short blocks); yields whether they were bound.  Only ``w2x train`` does
+    this, for its whole run; the library never does."""
+    if backend != "numba":
+        yield False
+        return
+    from w2x.nn import kernel_files
+    with kernel_files.module("cpu_numba").one_cpu_per_thread() as bound:
+        yield bound
+
+
 def model_paths(plans: dict[str, Plan]) -> list[str]:
     """The model files of a run's plans, each once, in the order they run."""
     paths = {}

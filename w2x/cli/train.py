@@ -88,7 +88,8 @@ def run(args) -> int:
             bar.reset()
             bar.set_description(f"pass {info['pass'] + 1}")
     try:
-        train(cfg, resume=args.resume, report=report)
+        with machine.one_cpu_per_thread(args.backend):
+            train(cfg, resume=args.resume, report=report)
     except (TrainError, DataError, ModelFormatError, BackendUnavailableError, FileNotFoundError) as e:
         bar.close()
         return _fail(str(e))

@@ -150,11 +150,17 @@ def conv3x3_fast_backward(dy, x, y, w, u, slope: float | None, be: Backend, inpu
     if _kn2row(x, w):
         dx, dw = kg.kn2row_backward(dz, x, ops.kn2row_weight(w, c, 3), 3, be.matmul, input_grad)
         return dx, dw, db
-    dw = kg.winograd_weight_grad(x, dz)
     if not input_grad:
-        return None, dw, db
-    dx = be.winograd_conv3x3(dz, kg.input_grad_weight(u), np.zeros(c, np.float32), None, pad=2)
+        return None, kg.winograd_weight_grad(x, dz), db
+    dx, dw = kg.weight_and_input_grad(x, dz, kg.input_grad_weight(u))
     return dx, dw, db
+
+
+def adam_update(be: Backend) -> Callable | None:
+    """The parameter update ``w2x.train.adam.Adam.step`` runs on this backend's arrays: the
+    numba row's one-pass loop (kernels/cpu_numba_grad.adam_update, NumPy's bits), else None
+    (``adam.update_numpy``)."""
+    return _grad_kernels().adam_update if be.name == "numba" else None
 
 
 def leaky_relu(x, slope: float):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -37,20 +38,29 @@ class Adam:
         """The learning rate of the next step."""
         return decayed_lr(self.lr0, self.samples_seen, self.decay)
 
-    def step(self, params: dict, grads: dict, batch_size: int) -> None:
+    def step(self, params: dict, grads: dict, batch_size: int, update: Callable | None = None) -> None:
         """One update of every ``params[key]`` (arrays, in place) by ``grads[key]``; then the
-        sample count grows by ``batch_size`` and the next step's rate decays."""
+        sample count grows by ``batch_size`` and the next step's rate decays.  ``update``:
+        ``update_numpy`` or a twin with its signature and bits (the numba row's fused loop,
+        ``grad.adam_update``)."""
+        update = update or update_numpy
         lr = self.lr
         self.t += 1
         bc1, bc2 = 1 - BETA1 ** self.t, 1 - BETA2 ** self.t
         for key, p in params.items():
-            g = grads[key]
             m = self.m.setdefault(key, np.zeros_like(p))
             v = self.v.setdefault(key, np.zeros_like(p))
-            m *= BETA1
-            m += (1 - BETA1) * g
-            v *= BETA2
-            v += (1 - BETA2) * g * g
-            denom = np.sqrt(v) / math.sqrt(bc2) + EPS
-            p -= (lr / bc1) * m / denom
+            update(p, grads[key], m, v, lr / bc1, math.sqrt(bc2))
         self.samples_seen += batch_size
+
+
+def update_numpy(p, g, m, v, step_size: float, bias2_sqrt: float) -> None:
+    """Adam's update of one parameter array p (in place) by its gradient g, with its moments
+    m and v (in place): the bias-corrected step ``step_size`` = lr / (1 - β1^t) and
+    ``bias2_sqrt`` = sqrt(1 - β2^t).  Python floats combine with float32 arrays as float32."""
+    m *= BETA1
+    m += (1 - BETA1) * g
+    v *= BETA2
+    v += (1 - BETA2) * g * g
+    denom = np.sqrt(v) / bias2_sqrt + EPS
+    p -= step_size * m / denom

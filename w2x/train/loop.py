@@ -183,7 +183,7 @@ def train_step(cfg: TrainConfig, params: dict, adam: Adam, x, y, be) -> tuple[fl
     out, tape, slot = grad.forward(cfg.arch, cfg.channels, params, x, be, input_grad=False)
     loss, dout = clipped_weighted_huber(out, y)
     grads = grad.backward(tape, slot, dout)
-    adam.step(flat(params), flat(grads), x.shape[1])
+    adam.step(flat(params), flat(grads), x.shape[1], update=grad.adam_update(be))
     return loss, instance_mse(out, y)
 
 
