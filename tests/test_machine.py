@@ -1,15 +1,18 @@
-"""The command line's process settings (w2x/cli/machine.py): glibc's malloc keeps freed memory.
-
-Each case runs in a fresh interpreter: the settings are for the whole process.
+"""The command line's process settings (w2x/cli/machine.py): glibc's malloc keeps freed memory
+(each case in a fresh interpreter: the settings are for the whole process); the threads of a
+training run each on a CPU of their own (undone after the block, so in this process).
 """
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from w2x.cli import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,3 +55,24 @@ def test_reuse_freed_memory_is_a_no_op_off_linux(monkeypatch):
     from w2x.cli import machine
     monkeypatch.setattr(machine.sys, "platform", "darwin")
     assert machine.reuse_freed_memory() is False
+
+
+def test_one_cpu_per_thread_binds_the_caller_and_the_workers_and_lets_them_go():
+    """The caller on the first allowed CPU, each numba worker on one of the next; after the
+    block, both may use every CPU they could before."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs Linux and at least 2 CPUs to bind threads to")
+    pytest.importorskip("numba")
+    from w2x.nn import kernel_files
+    kn = kernel_files.module("cpu_numba")
+    before = os.sched_getaffinity(0)
+    cpus = sorted(before)
+    with machine.one_cpu_per_thread("numba") as bound:
+        assert bound
+        assert os.sched_getaffinity(0) == {cpus[0]}
+        seen = {frozenset(kn._pool().submit(os.sched_getaffinity, 0).result()) for _ in range(8)}
+        assert seen <= {frozenset({c}) for c in cpus[1:]} and seen
+    assert os.sched_getaffinity(0) == before
+    assert kn._pool().submit(os.sched_getaffinity, 0).result() == before
+    with machine.one_cpu_per_thread("numpy") as bound:     # no worker threads to place
+        assert not bound and os.sched_getaffinity(0) == before
