@@ -368,3 +368,16 @@ def test_leaky_relu_backward_bias_is_the_reference(shape, monkeypatch):
     ref = grad.leaky_relu_backward(dy, y, 0.1)
     np.testing.assert_array_equal(dz, ref)
     np.testing.assert_allclose(db, ref.astype(np.float64).sum(axis=(1, 2, 3)), rtol=1e-6, atol=1e-6)
+
+
+def test_winograd_weights_of_all_layers_at_once_are_each_layers():
+    """kernels/cpu_numba_grad.winograd_weights (layers shared out among the threads) gives
+    each layer's winograd_weight and input_grad_weight, in the order asked."""
+    _numba_or_skip()
+    from w2x.nn import kernel_files
+    kg = kernel_files.module("cpu_numba_grad")
+    rng = np.random.default_rng(12)
+    weights = [(rng.standard_normal((oc, c * 9)).astype(np.float32), c) for oc, c in ((4, 3), (32, 16), (8, 8))]
+    for (w, c), (u, u_dx) in zip(weights, kg.winograd_weights(weights)):
+        np.testing.assert_array_equal(u, kg.winograd_weight(w, c))
+        np.testing.assert_array_equal(u_dx, kg.input_grad_weight(kg.winograd_weight(w, c)))

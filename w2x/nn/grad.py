@@ -122,24 +122,27 @@ def _kn2row(x, w) -> bool:
     return x.shape[0] >= KN2ROW_MIN_RATIO * w.shape[0]
 
 
-def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend):
+def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend, u=None):
     """conv + bias + LeakyReLU(slope) (None: no activation) by the backend's Winograd kernel,
     or kn2row for few outputs: (y (OC, N, OH, OW), u), u the Winograd weight (16, OC, C) that
-    the backward reuses (None for kn2row); no columns are kept (the backward re-reads x)."""
+    the backward reuses (given, or computed here; None for kn2row); no columns are kept
+    (the backward re-reads x)."""
     kg = _grad_kernels()
     if _kn2row(x, w):
         return kg.kn2row_forward(x, ops.kn2row_weight(w, x.shape[0], 3), b, 3, slope, be.matmul), None
-    u = kg.winograd_weight(w, x.shape[0])                               # (16, OC, C)
+    if u is None:
+        u = kg.winograd_weight(w, x.shape[0])                           # (16, OC, C)
     return be.winograd_conv3x3(x, u, b, slope), u
 
 
-def conv3x3_fast_backward(dy, x, y, w, u, slope: float | None, be: Backend, input_grad: bool = True):
+def conv3x3_fast_backward(dy, x, y, w, u, slope: float | None, be: Backend, input_grad: bool = True,
+                          u_dx=None):
     """Gradients of ``conv3x3_fast_forward`` (and its activation) from dY at its output y, u
     as the forward returned it: dZ = LeakyReLU'(y) dY with db = Σ dZ in one pass, dW by
     Winograd run backwards (kernels/cpu_numba_grad.py), dX = the Winograd conv of dZ padded
-    by 2 with the rotated, transposed weights (the forward's u reordered).  Returns (dx or None
-    when not ``input_grad``, dw, db); equal to ``conv_backward`` after
-    ``leaky_relu_backward`` up to float32 rounding."""
+    by 2 with the rotated, transposed weights ``u_dx`` (given, or the forward's u reordered
+    here).  Returns (dx or None when not ``input_grad``, dw, db); equal to
+    ``conv_backward`` after ``leaky_relu_backward`` up to float32 rounding."""
     kg = _grad_kernels()
     c = x.shape[0]
     if slope is None:
@@ -152,7 +155,7 @@ def conv3x3_fast_backward(dy, x, y, w, u, slope: float | None, be: Backend, inpu
         return dx, dw, db
     if not input_grad:
         return None, kg.winograd_weight_grad(x, dz), db
-    dx, dw = kg.weight_and_input_grad(x, dz, kg.input_grad_weight(u))
+    dx, dw = kg.weight_and_input_grad(x, dz, kg.input_grad_weight(u) if u_dx is None else u_dx)
     return dx, dw, db
 
 
@@ -242,9 +245,11 @@ class Tape:
 class Graph:
     """A forward pass that records itself: each method takes and returns (value, slot)."""
 
-    def __init__(self, specs: dict[str, LayerSpec], params: dict, be: Backend, input_grad: bool = True):
+    def __init__(self, specs: dict[str, LayerSpec], params: dict, be: Backend, input_grad: bool = True,
+                 winograd: dict | None = None):
         self.specs, self.params, self.be = specs, params, be
         self.input_grad = input_grad
+        self.winograd = winograd or {}     # name -> (u, u_dx), ``winograd_weights``
         self.tape = Tape(be)
 
     def layer(self, name: str, v, slope: float | None):
@@ -253,11 +258,12 @@ class Graph:
         sp, (w, b), be = self.specs[name], self.params[name], self.be
         tape = self.tape
         if sp.kind == "conv" and fast_conv_eligible(x, sp.k, sp.stride, slope, be):
-            y, u = conv3x3_fast_forward(x, w, b, slope, be)
+            u, u_dx = self.winograd.get(name, (None, None))
+            y, u = conv3x3_fast_forward(x, w, b, slope, be, u)
             need_dx = self.input_grad or s != 0
 
-            def back(dy, x=x, y=y, w=w, u=u):
-                dx, dw, db = conv3x3_fast_backward(dy, x, y, w, u, slope, be, need_dx)
+            def back(dy, x=x, y=y, w=w, u=u, u_dx=u_dx):
+                dx, dw, db = conv3x3_fast_backward(dy, x, y, w, u, slope, be, need_dx, u_dx)
                 tape.add_param_grad(name, dw, db)
                 return (dx,)
             return y, tape.record((s,), back)
@@ -356,9 +362,21 @@ def forward(arch: str, channels: int, params: dict, x, be: Backend, input_grad: 
     ``input_grad`` False: the backward may skip the gradient of x (training needs only the
     parameters')."""
     specs = {s.name: s for s in ARCHS[arch].spec(channels)}
-    g = Graph(specs, params, be, input_grad)
+    g = Graph(specs, params, be, input_grad, winograd_weights(specs, params, x, be))
     y, slot = GRAPHS[arch](g, (x, 0))
     return y, g.tape, slot
+
+
+def winograd_weights(specs: dict[str, LayerSpec], params: dict, x, be: Backend) -> dict:
+    """{name: (u, u_dx)} for every 3x3 stride-1 conv that will run on the Winograd fast path
+    (``fast_conv_eligible``, not kn2row), all computed before the forward on the worker
+    threads (kernels/cpu_numba_grad.winograd_weights); {} where the fast path does not run."""
+    if not fast_conv_eligible(x, 3, 1, None, be):
+        return {}
+    names = [n for n, sp in specs.items() if sp.kind == "conv" and sp.k == 3 and sp.stride == 1
+             and sp.in_channels < KN2ROW_MIN_RATIO * sp.out_channels]
+    weights = _grad_kernels().winograd_weights([(params[n][0], specs[n].in_channels) for n in names])
+    return dict(zip(names, weights))
 
 
 def backward(tape: Tape, slot: int, dy) -> dict[str, tuple]:
