@@ -10,14 +10,17 @@ profiled).  Here nothing of that size exists:
 * 3x3 layers: the forward and dX run on the backend's Winograd kernel (kernels/cpu_numba.py;
   dX of a 3x3 stride-1 conv is the forward conv of dY padded by 2 with the rotated,
   transposed weights, whose Winograd form is the forward's reordered, ``input_grad_weight``;
-  the padding is read as zeros by the input transform, no padded copy), and dW is Winograd run backwards
-  (``winograd_weight_grad``): per block of tile rows, each worker thread transforms x and
-  dY into cache-sized buffers and runs 16 single-threaded BLAS GEMMs, and the blocks'
-  terms are summed in block order (``_summed_blocks``: the same bits for any thread count);
+  the input transform reads the padding as zeros, no padded copy), and dW is Winograd run
+  backwards (``winograd_weight_grad``): per block of tile rows, each worker thread
+  transforms x and dY into cache-sized buffers and runs 16 single-threaded BLAS GEMMs, and
+  the blocks' terms are summed in block order (``_summed_blocks``: the same bits for any
+  thread count); ``weight_and_input_grad`` runs dW's and dX's blocks in one go;
 * layers with few outputs (128->3): kn2row forward, and dW, dX from one stack of shifted
   dY copies (``kn2row_forward``, ``kn2row_backward``);
 * ``leaky_relu_backward_bias``: the LeakyReLU backward fused with db = Σ dY, from the
-  layer's *output* (y > 0 exactly where its input was, for a slope > 0), one pass.
+  layer's *output* (y > 0 exactly where its input was, for a slope > 0), one call;
+* ``winograd_weights``: every layer's Winograd weights at once, on the worker threads;
+  ``adam_update``: Adam's update in one pass.
 
 Each is checked against the reference in tests/test_grad.py.
 """
