@@ -347,14 +347,17 @@ def _pool() -> ThreadPoolExecutor:
 def one_cpu_per_thread() -> Iterator[bool]:
     """Inside the block, the calling thread runs on the first CPU it may use and each
     worker thread of the pool on one of the next (Linux ``sched_setaffinity``); after it,
-    each may use all it could before.  Yields whether it bound them (not where the calling
-    thread may use a single CPU, or the platform cannot bind threads).
+    each may use all it could before (as far as the system still grants them).  Yields
+    whether it bound them (not where the calling thread may use a single CPU, or the
+    platform cannot bind threads).
 
     Why: a training step hands its worker ~30 short blocks of work, and about every other
     step Linux woke the worker on the CPU the calling thread was running on, where the two
     took turns while the other CPU idled.  Measured, upconv_7 (batch 16, crop 48, 2 threads):
     steps alternating 53 and 70 ms unbound, 51-52 ms bound.  Inference's few long blocks
-    did not gain (0.94-1.04x), so only ``w2x train`` binds; the library never does.
+    did not gain (0.94-1.04x), so only ``w2x train`` (and tools/train_speed.py, which times
+    it) binds; the library never does.  The price: the calling thread cannot move off a CPU
+    another process keeps busy, and threads it starts inside the block inherit its one CPU.
     """
     if not hasattr(os, "sched_setaffinity"):
         yield False
@@ -373,21 +376,25 @@ def one_cpu_per_thread() -> Iterator[bool]:
             os.sched_setaffinity(0, mask_of(i))
         for f in [_pool().submit(task, i) for i in range(size)]:
             f.result()
-        arrived.reset()
+
+    def unbind() -> None:
+        try:
+            os.sched_setaffinity(0, before)
+            bind(lambda i: before)
+        except OSError:                      # CPUs taken away meanwhile: keep what is granted
+            pass
 
     try:
         os.sched_setaffinity(0, {cpus[0]})
         bind(lambda i: {cpus[1 + i % (len(cpus) - 1)]})
     except OSError:                          # a CPU the container lists but does not grant
-        os.sched_setaffinity(0, before)
-        bind(lambda i: before)
+        unbind()
         yield False
         return
     try:
         yield True
     finally:
-        os.sched_setaffinity(0, before)
-        bind(lambda i: before)
+        unbind()
 
 
 def _run_blocks(blocks: list, work, blas: bool = True) -> None:
@@ -418,6 +425,15 @@ def _run_blocks(blocks: list, work, blas: bool = True) -> None:
             wait(helpers)       # they write into the caller's arrays: never return before them
         for f in helpers:
             f.result()          # re-raise a helper's exception
+
+
+def _block_rows(rows: int, fit: int, multiple: int) -> int:
+    """Tile rows per block when ``rows`` are cut into near-equal blocks of at most ``fit``
+    rows, as many as the least multiple of ``multiple`` that can hold them (so that
+    ``multiple`` threads end together), fewer where the rows are few (5 rows for 4 blocks
+    make blocks of 2, 2, 1)."""
+    count = multiple * math.ceil(rows / (multiple * fit))
+    return math.ceil(rows / count)
 
 
 def _by_channels(c: int, work, split: bool = True) -> None:
@@ -640,7 +656,7 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
 
     A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] (Lavin & Gray eq. 9).  For each output channel the
     block's P tiles lie side by side in every matrix, so the transform is one unit-stride
-    loop over all of them (which LLVM vectorises, however short an image row is: 6-11
+    loop over all of them (which LLVM vectorises, however short an image row is: 6-23
     tiles on a training batch), into the four pixel planes of ``q``; then ``_untile_planes``
     interleaves each tile row's planes into its two output rows.  Against a loop per tile
     row (the F(4x4) transform's shape): 2-3x faster on training's rows, 1.1x on a 254-px
@@ -813,8 +829,7 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
     ty_n, tx_n = -(-oh // tile), -(-ow // tile)        # tile x tile output tiles per column, row
     rows = n * ty_n
     fit = max(1, WINOGRAD_BLOCK_BYTES // (t2 * (c + oc) * tx_n * 4))  # tile rows a block may hold
-    blocks = _workers() * math.ceil(rows / (_workers() * fit))      # a multiple of the workers
-    per_block = math.ceil(rows / blocks)                             # ... of near-equal size
+    per_block = _block_rows(rows, fit, _workers())
     y = np.empty((oc, n, oh, ow), dtype=np.float32)
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
 

@@ -26,23 +26,22 @@ Each is checked against the reference in tests/test_grad.py.
 """
 from __future__ import annotations
 
-import math
 import threading
 from typing import Callable
 
 import numpy as np
 from numba import njit
 
-# the forward's block runner (pool, single-threaded BLAS), its channel split, per-thread
-# stacks of matrices and F(2x2)'s input transform
-from w2x.kernels.cpu_numba import (ELEMENTWISE_SPLIT_MIN, _by_channels, _matrices, _run_blocks, _stack,
-                                   _winograd_input, winograd_blocks)
+# the forward's block runner (pool, single-threaded BLAS) and block sizes, its channel split,
+# per-thread stacks of matrices, F(2x2)'s input transform and the Winograd conv as blocks
+from w2x.kernels.cpu_numba import (ELEMENTWISE_SPLIT_MIN, _block_rows, _by_channels, _matrices, _run_blocks,
+                                   _stack, _winograd_input, winograd_blocks)
 
 
-def _summed_blocks(blocks: list, shape: tuple, work, then) -> tuple[list, Callable]:
-    """Σ over ``blocks`` of ``work(block, out)`` (which writes its float32 term into ``out``
-    of ``shape``) as work for the forward's ``_run_blocks``: (items, run_item); the thread
-    that adds the last term then calls ``then(total)``.
+def _summed_blocks(blocks: list, shape: tuple, term, then) -> tuple[list, Callable]:
+    """Σ over ``blocks`` of ``term(block, out)`` (which writes its float32 term into ``out``
+    of ``shape``) as work for the forward's ``_run_blocks``: (numbered blocks, work); the
+    thread that adds the last term then calls ``then(total)``.
 
     The terms are added in block order, whichever thread computed them: a term finished
     ahead of an earlier one waits in its buffer until that one is added.  So the sum is the
@@ -58,14 +57,14 @@ def _summed_blocks(blocks: list, shape: tuple, work, then) -> tuple[list, Callab
         i, blk = item
         with adding:
             part = spare.pop() if spare else np.empty(shape, np.float32)
-        work(blk, part)
+        term(blk, part)
         with adding:
             finished[i] = part
             first = next_term[0]
             while next_term[0] in finished:
-                term = finished.pop(next_term[0])
-                np.add(total, term, out=total)
-                spare.append(term)
+                done = finished.pop(next_term[0])
+                np.add(total, done, out=total)
+                spare.append(done)
                 next_term[0] += 1
             last = next_term[0] == len(blocks) > first     # this thread added the last term
         if last:
@@ -81,10 +80,10 @@ def _summed_blocks(blocks: list, shape: tuple, work, then) -> tuple[list, Callab
 # 16 GEMMs (OC, tiles) @ (tiles, C) over the same input transform as the forward: 16 products
 # per tile and channel pair instead of im2col's 36 (2.25x fewer flops).
 WINOGRAD_GRAD_BLOCK_BYTES = 4 << 20     # per-thread V and dY transforms of one block
-# dW's tile rows are cut into a multiple of this many near-equal blocks, whatever the thread
-# count (the sum's grouping, and so its bits, must not depend on it): 1, 2 or 4 threads end
-# together.  Blocks cut to the byte limit alone (36, 36, 36, 4 tile rows) kept one of two
-# threads waiting a fifth of dW's time.
+# dW's tile rows are cut into near-equal blocks, as many as a multiple of this (``_block_rows``),
+# whatever the thread count (the sum's grouping, and so its bits, must not depend on it): 1, 2
+# or 4 threads end together.  Blocks cut to the byte limit alone (36, 36, 36, 4 tile rows)
+# kept one of two threads waiting a fifth of dW's time.
 GRAD_BLOCKS_MULTIPLE = 4
 
 
@@ -136,8 +135,8 @@ def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """dW of a 3x3 stride-1 valid conv, x (C, N, H, W), dy (OC, N, H-2, W-2) -> (OC, C*9),
     by the transposed Winograd F(2x2, 3x3) (above); equal to dY colsᵀ (``grad.conv_backward``)
     up to float32 rounding."""
-    dw, items, run_item = _weight_grad_blocks(x, dy)
-    _run_blocks(items, run_item)
+    dw, blocks, work = _weight_grad_blocks(x, dy)
+    _run_blocks(blocks, work)
     return dw
 
 
@@ -147,16 +146,16 @@ def weight_and_input_grad(x: np.ndarray, dz: np.ndarray, u_dx: np.ndarray) -> tu
     (``input_grad_weight``), their blocks worked off in one ``_run_blocks``: one hand-off
     to the worker threads instead of two, and dW's last steps (the ordered sum, the
     back-transform) on one thread while the others go on with dX's blocks."""
-    dw, w_items, w_run = _weight_grad_blocks(x, dz)
-    dx, x_blocks, x_run = winograd_blocks(dz, u_dx, np.zeros(u_dx.shape[1], np.float32), None, pad=2)
-    items = [(w_run, it) for it in w_items] + [(x_run, b) for b in x_blocks]   # dW's first
-    _run_blocks(items, lambda item: item[0](item[1]))
+    dw, w_blocks, w_work = _weight_grad_blocks(x, dz)
+    dx, x_blocks, x_work = winograd_blocks(dz, u_dx, np.zeros(u_dx.shape[1], np.float32), None, pad=2)
+    blocks = [(w_work, b) for b in w_blocks] + [(x_work, b) for b in x_blocks]   # dW's first
+    _run_blocks(blocks, lambda block: block[0](block[1]))
     return dx, dw
 
 
 def _weight_grad_blocks(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, list, Callable]:
-    """``winograd_weight_grad`` as work to run: (dw, items, run_item), dw complete once
-    ``run_item`` has run for every item (``_run_blocks``)."""
+    """``winograd_weight_grad`` as work to run: (dw, blocks, work), dw complete once
+    ``work(b)`` has run for every b in blocks (``_run_blocks``)."""
     c, n, h, w = x.shape
     oc, _, oh, ow = dy.shape
     x = np.ascontiguousarray(x)
@@ -164,11 +163,10 @@ def _weight_grad_blocks(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, list
     ty_n, tx_n = (oh + 1) // 2, (ow + 1) // 2
     rows = n * ty_n
     fit = max(1, WINOGRAD_GRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4))   # tile rows a block may hold
-    blocks = GRAD_BLOCKS_MULTIPLE * math.ceil(rows / (GRAD_BLOCKS_MULTIPLE * fit))
-    per_block = math.ceil(rows / blocks)                                   # near-equal blocks
+    per_block = _block_rows(rows, fit, GRAD_BLOCKS_MULTIPLE)
     dw = np.empty((oc, c * 9), np.float32)
 
-    def work(r0, out):
+    def term(r0, out):
         r1 = min(rows, r0 + per_block)
         p = (r1 - r0) * tx_n
         v = _stack("grad_v", 16, c, p)       # 16 matrices (C, tiles)
@@ -177,9 +175,9 @@ def _weight_grad_blocks(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, list
         _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
         np.matmul(_matrices(g, oc, p), _matrices(v, c, p).transpose(0, 2, 1), out=out)   # 16 x (OC, tiles) @ (tiles, C)
 
-    items, run_item = _summed_blocks(list(range(0, rows, per_block)), (16, oc, c), work,
-                                     lambda m: _winograd_weight_back(m, dw))   # dL/dU -> dL/dg = Gᵀ (dL/dU) G
-    return dw, items, run_item
+    blocks, work = _summed_blocks(list(range(0, rows, per_block)), (16, oc, c), term,
+                                  lambda m: _winograd_weight_back(m, dw))   # dL/dU -> dL/dg = Gᵀ (dL/dU) G
+    return dw, blocks, work
 
 
 @njit(nogil=True, cache=True)
@@ -188,10 +186,10 @@ def _winograd_weight_back(m, dw):
     filter transform's adjoint, Gᵀ v = (v0 + (v1 + v2)/2, (v1 - v2)/2, (v1 + v2)/2 + v3)."""
     _, oc, c_n = m.shape
     t = np.empty((4, 3))
+    f64 = np.float64
     for o in range(oc):
         for c in range(c_n):
             for a in range(4):
-                f64 = np.float64
                 v0, v1, v2, v3 = f64(m[4 * a, o, c]), f64(m[4 * a + 1, o, c]), f64(m[4 * a + 2, o, c]), f64(m[4 * a + 3, o, c])
                 t[a, 0] = v0 + 0.5 * (v1 + v2)
                 t[a, 1] = 0.5 * (v1 - v2)
@@ -223,10 +221,10 @@ def _winograd_weight_kernel(g, u):
     oc, c9 = g.shape
     c_n = c9 // 9
     row = np.empty((16, c_n), dtype=np.float32)   # row[a*4 + b, c] = (G g Gᵀ)[a, b] of channel c
+    f64 = np.float64
     for o in range(oc):
         for c in range(c_n):                      # scalars only: LLVM vectorises over c
             k = 9 * c
-            f64 = np.float64
             g00, g01, g02 = f64(g[o, k]), f64(g[o, k + 1]), f64(g[o, k + 2])
             g10, g11, g12 = f64(g[o, k + 3]), f64(g[o, k + 4]), f64(g[o, k + 5])
             g20, g21, g22 = f64(g[o, k + 6]), f64(g[o, k + 7]), f64(g[o, k + 8])
@@ -244,8 +242,9 @@ def _winograd_weight_kernel(g, u):
 
 
 def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
-    """``ops.winograd_weight`` (U = G g Gᵀ, (16, OC, C), computed in float64 and rounded once:
-    the same bits) as a Numba loop: 8 ms -> 0.13 ms for 128x128 on one thread, which counts
+    """``ops.winograd_weight`` (U = G g Gᵀ, (16, OC, C), computed in float64 and rounded once;
+    the float64 sums are grouped otherwise than NumPy's, which in practice never shows after
+    the rounding: the tests find the same bits) as a Numba loop: 8 ms -> 0.13 ms for 128x128 on one thread, which counts
     when a training step transforms every weight."""
     u = np.empty((16, w2d.shape[0], in_channels), np.float32)
     _winograd_weight_kernel(np.ascontiguousarray(w2d), u)
@@ -254,14 +253,14 @@ def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
 
 def winograd_weights(weights: list) -> list:
     """[(u, u_dx)] for [(w2d, in_channels)]: each layer's ``winograd_weight`` and its
-    ``input_grad_weight`` (copied out), the layers shared out among the worker threads,
+    ``input_grad_weight``, the layers shared out among the worker threads,
     largest first.  A training step needs every layer's at once; one at a time they ran
     on the calling thread alone (1.7 + 0.6 ms of an upconv_7 step at 2 threads)."""
     out: list = [None] * len(weights)
 
     def work(i: int) -> None:
         u = winograd_weight(*weights[i])
-        out[i] = (u, np.ascontiguousarray(input_grad_weight(u)))
+        out[i] = (u, input_grad_weight(u))
 
     order = sorted(range(len(weights)), key=lambda i: -weights[i][0].size)
     _run_blocks(order, work, blas=False)
@@ -392,8 +391,8 @@ def kn2row_backward(dz: np.ndarray, x: np.ndarray, wk: np.ndarray, k: int, matmu
 # --- Adam's update in one pass -------------------------------------------------------------
 @njit(nogil=True, cache=True, error_model="numpy")   # no zero-division test: it vectorises
 def _adam_kernel(p, g, m, v, b1, c1, b2, c2, step_size, bias2_sqrt, eps):
-    """``adam.update_numpy`` over flat float32 arrays, element by element, each operation in
-    float32 in the order NumPy's seven passes take them (the same bits)."""
+    """``w2x.train.adam.update_numpy`` over flat float32 arrays, element by element, each
+    operation in float32 in the order NumPy's seven passes take them (the same bits)."""
     for i in range(p.size):
         mi = m[i] * b1 + c1 * g[i]
         vi = v[i] * b2 + (c2 * g[i]) * g[i]
@@ -401,15 +400,13 @@ def _adam_kernel(p, g, m, v, b1, c1, b2, c2, step_size, bias2_sqrt, eps):
         p[i] = p[i] - (step_size * mi) / (np.sqrt(vi) / bias2_sqrt + eps)
 
 
-def adam_update(p, g, m, v, step_size: float, bias2_sqrt: float) -> None:
-    """``w2x.train.adam.update_numpy`` in one pass instead of seven (and no temporaries):
-    an upconv_7 step's update of 0.55 M parameters took 2.4 ms in NumPy.  Float32,
-    C-contiguous arrays only (what training holds); anything else goes to NumPy."""
-    from w2x.train import adam
+def adam_update(p, g, m, v, step_size: float, bias2_sqrt: float, beta1: float, beta2: float, eps: float) -> None:
+    """``w2x.train.adam.update_numpy`` in one pass instead of seven, and no temporaries (an
+    upconv_7 step's update of 0.55 M parameters: 2.4 -> 0.5 ms); float32 C-contiguous
+    arrays only (``adam.update_for`` sends anything else to NumPy)."""
     arrays = (p, g, m, v)
     if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays):
-        adam.update_numpy(p, g, m, v, step_size, bias2_sqrt)
-        return
+        raise ValueError("adam_update takes float32 C-contiguous arrays; use adam.update_numpy for others")
     f = np.float32
-    _adam_kernel(*(a.reshape(-1) for a in arrays), f(adam.BETA1), f(1 - adam.BETA1), f(adam.BETA2),
-                 f(1 - adam.BETA2), f(step_size), f(bias2_sqrt), f(adam.EPS))
+    _adam_kernel(*(a.reshape(-1) for a in arrays), f(beta1), f(1 - beta1), f(beta2), f(1 - beta2),   # (size,) views
+                 f(step_size), f(bias2_sqrt), f(eps))

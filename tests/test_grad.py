@@ -229,30 +229,56 @@ def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size):
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dz = dy.astype(np.float64) if slope is None else grad.leaky_relu_backward(dy.astype(np.float64), z, slope)
     ref = grad.conv_backward(dz, x.shape, cols, w64, 3, 1, NP)
-    got = grad.conv3x3_fast_backward(dy, x, y, w, u, slope, nb)
+    u_dx = None if u is None else grad._grad_kernels().input_grad_weight(u)   # None: kn2row
+    got = grad.conv3x3_fast_backward(dy, x, y, w, u_dx, slope, nb)
     for name, g, r in zip(("dx", "dw", "db"), got, ref):
         _assert_near(g, r, name)
-    assert grad.conv3x3_fast_backward(dy, x, y, w, u, slope, nb, input_grad=False)[0] is None
+    assert grad.conv3x3_fast_backward(dy, x, y, w, u_dx, slope, nb, input_grad=False)[0] is None
 
 
-def test_winograd_weight_grad_blocks_cover_every_tile():
-    """kernels/cpu_numba_grad.winograd_weight_grad (odd and even sizes, blocks of one tile
-    row and of several images) against dY colsᵀ of ops.im2col in float64."""
+@pytest.mark.parametrize("multiple", [1, 4])
+def test_winograd_weight_grad_blocks_cover_every_tile(multiple, monkeypatch):
+    """kernels/cpu_numba_grad.winograd_weight_grad (odd and even sizes; blocks of one tile
+    row, of several images (with GRAD_BLOCKS_MULTIPLE 1), of all) against dY colsᵀ of
+    ops.im2col in float64."""
     _numba_or_skip()
     from w2x.nn import kernel_files, ops
     kg = kernel_files.module("cpu_numba_grad")
+    monkeypatch.setattr(kg, "GRAD_BLOCKS_MULTIPLE", multiple)
     rng = np.random.default_rng(9)
-    old = kg.WINOGRAD_GRAD_BLOCK_BYTES
+    for h, w in ((11, 13), (12, 10)):
+        x = rng.standard_normal((5, 3, h, w)).astype(np.float32)
+        dy = rng.standard_normal((6, 3, h - 2, w - 2)).astype(np.float32)
+        ref = dy.reshape(6, -1).astype(np.float64) @ ops.im2col(x.astype(np.float64), 3, 3, 1).T
+        for size in (1, 16 * 11 * 6 * 4 * 8, 1 << 22):       # 1 tile row, 8 (of 3 images' 15-18), all
+            monkeypatch.setattr(kg, "WINOGRAD_GRAD_BLOCK_BYTES", size)
+            _assert_near(kg.winograd_weight_grad(x, dy), ref, f"dW {h}x{w}, blocks of {size} bytes")
+
+
+def test_weight_grad_has_the_same_bits_on_any_thread_count():
+    """dW's blocks and the order of their sum do not depend on the thread count (a training
+    run repeats bit for bit on another machine's cores); dX's blocks do (the workers share
+    its tile rows), and OpenBLAS may round a block's last N % 8 columns otherwise, so dX is
+    only compared to a float32 tolerance."""
+    _numba_or_skip()
+    import numba
+    from w2x.nn import kernel_files
+    kg = kernel_files.module("cpu_numba_grad")
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((8, 4, 20, 20)).astype(np.float32)
+    dz = rng.standard_normal((16, 4, 18, 18)).astype(np.float32)
+    u_dx = kg.input_grad_weight(kg.winograd_weight(rng.standard_normal((16, 72)).astype(np.float32), 8))
+    before = numba.get_num_threads()
     try:
-        for h, w in ((11, 13), (12, 10)):
-            x = rng.standard_normal((5, 3, h, w)).astype(np.float32)
-            dy = rng.standard_normal((6, 3, h - 2, w - 2)).astype(np.float32)
-            ref = dy.reshape(6, -1).astype(np.float64) @ ops.im2col(x.astype(np.float64), 3, 3, 1).T
-            for size in (1, 16 * 11 * 6 * 4 * 3, 1 << 22):
-                kg.WINOGRAD_GRAD_BLOCK_BYTES = size
-                _assert_near(kg.winograd_weight_grad(x, dy), ref, f"dW {h}x{w}, blocks of {size} bytes")
+        results = []
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            results.append(kg.weight_and_input_grad(x, dz, u_dx))
     finally:
-        kg.WINOGRAD_GRAD_BLOCK_BYTES = old
+        numba.set_num_threads(before)
+    for (dx, dw) in results[1:]:
+        np.testing.assert_array_equal(dw, results[0][1])
+        np.testing.assert_allclose(dx, results[0][0], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("c,oc", [(1, 1), (3, 5), (8, 2)])
@@ -322,15 +348,15 @@ def test_summed_blocks_add_the_terms_in_block_order_whatever_the_timing():
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
             totals = []       # what the thread that added the last term was handed, once
-            items, run_item = kg._summed_blocks(list(range(len(terms))), (3, 4), work, lambda t: totals.append(t.copy()))
-            kg._run_blocks(items, run_item)
+            blocks, run = kg._summed_blocks(list(range(len(terms))), (3, 4), work, lambda t: totals.append(t.copy()))
+            kg._run_blocks(blocks, run)
             assert len(totals) == 1
             np.testing.assert_array_equal(totals[0], want)
     finally:
         numba.set_num_threads(before)
 
 
-@pytest.mark.parametrize("arch,size", [("vgg_7", 16), ("upconv_7", 14), ("cunet", 72), ("upcunet", 60)])
+@pytest.mark.parametrize("arch,size", [("vgg_7", 16), ("upconv_7", 14), ("cunet", 100), ("upcunet", 76)])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_a_step_leaves_no_garbage_cycle(arch, size, backend):
     """The tape's closures and the tape refer to each other; the backward must break that,
@@ -381,3 +407,15 @@ def test_winograd_weights_of_all_layers_at_once_are_each_layers():
     for (w, c), (u, u_dx) in zip(weights, kg.winograd_weights(weights)):
         np.testing.assert_array_equal(u, kg.winograd_weight(w, c))
         np.testing.assert_array_equal(u_dx, kg.input_grad_weight(kg.winograd_weight(w, c)))
+
+
+def test_a_tape_runs_backward_once():
+    """Its closures are dropped as they run: a second backward would find none and return
+    nothing, so it raises instead."""
+    rng = np.random.default_rng(14)
+    params = _random_params("vgg_7", 1, rng)
+    x = rng.uniform(0.2, 0.8, (1, 1, 16, 16))
+    y, tape, slot = grad.forward("vgg_7", 1, params, x, NP)
+    grad.backward(tape, slot, np.ones_like(y))
+    with pytest.raises(RuntimeError, match="already run"):
+        grad.backward(tape, slot, np.ones_like(y))

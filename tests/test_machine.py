@@ -52,7 +52,6 @@ def test_reuse_freed_memory_takes_big_blocks_from_the_heap():
 
 
 def test_reuse_freed_memory_is_a_no_op_off_linux(monkeypatch):
-    from w2x.cli import machine
     monkeypatch.setattr(machine.sys, "platform", "darwin")
     assert machine.reuse_freed_memory() is False
 
@@ -72,6 +71,11 @@ def test_one_cpu_per_thread_binds_the_caller_and_the_workers_and_lets_them_go():
         assert os.sched_getaffinity(0) == {cpus[0]}
         seen = {frozenset(kn._pool().submit(os.sched_getaffinity, 0).result()) for _ in range(8)}
         assert seen <= {frozenset({c}) for c in cpus[1:]} and seen
+    assert os.sched_getaffinity(0) == before
+    assert kn._pool().submit(os.sched_getaffinity, 0).result() == before
+    with pytest.raises(KeyError):                           # an error inside: let go all the same
+        with machine.one_cpu_per_thread("numba"):
+            raise KeyError("inside")
     assert os.sched_getaffinity(0) == before
     assert kn._pool().submit(os.sched_getaffinity, 0).result() == before
     with machine.one_cpu_per_thread("numpy") as bound:     # no worker threads to place

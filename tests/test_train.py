@@ -49,26 +49,24 @@ def test_adam_matches_the_formula_and_decays():
 
 @pytest.mark.parametrize("size", [1, 7, 4099])
 def test_the_numba_adam_update_is_numpys_bit_for_bit(size):
-    """kernels/cpu_numba_grad.adam_update (one pass) against adam.update_numpy (seven), three
-    steps; a float64 or non-contiguous array falls back to NumPy."""
-    try:
-        kg = grad._grad_kernels()
-    except ImportError as e:
-        pytest.skip(f"numba unavailable: {e}")
+    """adam.update_for("numba") (kernels/cpu_numba_grad.adam_update, one pass) against
+    adam.update_numpy (seven), three steps; a float64 or non-contiguous array goes to NumPy."""
+    pytest.importorskip("numba")
+    fused = adam_mod.update_for("numba")
+    assert fused is not adam_mod.update_numpy and adam_mod.update_for("numpy") is adam_mod.update_numpy
     rng = np.random.default_rng(size)
     start = [rng.standard_normal(size).astype(np.float32) for _ in range(3)] + [np.abs(rng.standard_normal(size)).astype(np.float32)]
     ours, ref = [a.copy() for a in start], [a.copy() for a in start]
     for t in range(1, 4):
         step, bias2 = 0.00025 / (1 - adam_mod.BETA1 ** t), (1 - adam_mod.BETA2 ** t) ** 0.5
-        kg.adam_update(*ours, step, bias2)
+        fused(*ours, step, bias2)
         adam_mod.update_numpy(*ref, step, bias2)
     for a, b in zip(ours, ref):
         np.testing.assert_array_equal(a, b)
-    p64, g64 = start[0].astype(np.float64), start[1][::-1]               # float64; a reversed view
-    m, v = np.zeros_like(p64), np.zeros_like(p64)
-    kg.adam_update(p64, g64, m, v, 0.1, 1.0)
+    p64, g = start[0].astype(np.float64), start[1][::-1]                  # float64; a reversed view
+    fused(p64, g, np.zeros_like(p64), np.zeros_like(p64), 0.1, 1.0)
     ref = start[0].astype(np.float64)
-    adam_mod.update_numpy(ref, g64, np.zeros_like(ref), np.zeros_like(ref), 0.1, 1.0)
+    adam_mod.update_numpy(ref, g, np.zeros_like(ref), np.zeros_like(ref), 0.1, 1.0)
     np.testing.assert_array_equal(p64, ref)
 
 

@@ -135,13 +135,18 @@ def reuse_freed_memory() -> bool:
 def one_cpu_per_thread(backend: str) -> Iterator[bool]:
     """Inside the block, the calling thread and each worker thread of the numba backend run
     on a CPU of their own (``cpu_numba.one_cpu_per_thread``, which says why: a training
-    step's many short blocks); yields whether they were bound.  Only ``w2x train`` does
-    this, for its whole run; the library never does."""
-    if backend != "numba":
+    step's many short blocks); yields whether they were bound (not for another backend, nor
+    where Numba does not load: the run itself then says what to install).  ``w2x train``
+    does this for its whole run; the library never does."""
+    try:
+        from w2x.nn import kernel_files
+        kernels = kernel_files.module("cpu_numba") if backend == "numba" else None
+    except ImportError:
+        kernels = None
+    if kernels is None:
         yield False
         return
-    from w2x.nn import kernel_files
-    with kernel_files.module("cpu_numba").one_cpu_per_thread() as bound:
+    with kernels.one_cpu_per_thread() as bound:
         yield bound
 
 

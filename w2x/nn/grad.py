@@ -117,9 +117,15 @@ def _grad_kernels():
 
 
 def _kn2row(x, w) -> bool:
-    """Whether the conv runs as kn2row (kernels/cpu_numba_grad.kn2row_*), where inference
-    does (``layers.KN2ROW_MIN_RATIO``, vgg_7's 128->3): GEMMs of OC*9 rows instead of C*9."""
-    return x.shape[0] >= KN2ROW_MIN_RATIO * w.shape[0]
+    """Whether the conv of x by w runs as kn2row (``_kn2row_channels``)."""
+    return _kn2row_channels(x.shape[0], w.shape[0])
+
+
+def _kn2row_channels(c: int, oc: int) -> bool:
+    """Whether a conv of C inputs and OC outputs runs as kn2row (kernels/cpu_numba_grad.kn2row_*),
+    where inference does (``layers.KN2ROW_MIN_RATIO``, vgg_7's 128->3): GEMMs of OC*9 rows
+    instead of C*9."""
+    return c >= KN2ROW_MIN_RATIO * oc
 
 
 def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend, u=None):
@@ -135,14 +141,13 @@ def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend, u=None):
     return be.winograd_conv3x3(x, u, b, slope), u
 
 
-def conv3x3_fast_backward(dy, x, y, w, u, slope: float | None, be: Backend, input_grad: bool = True,
-                          u_dx=None):
-    """Gradients of ``conv3x3_fast_forward`` (and its activation) from dY at its output y, u
-    as the forward returned it: dZ = LeakyReLU'(y) dY with db = Σ dZ in one pass, dW by
-    Winograd run backwards (kernels/cpu_numba_grad.py), dX = the Winograd conv of dZ padded
-    by 2 with the rotated, transposed weights ``u_dx`` (given, or the forward's u reordered
-    here).  Returns (dx or None when not ``input_grad``, dw, db); equal to
-    ``conv_backward`` after ``leaky_relu_backward`` up to float32 rounding."""
+def conv3x3_fast_backward(dy, x, y, w, u_dx, slope: float | None, be: Backend, input_grad: bool = True):
+    """Gradients of ``conv3x3_fast_forward`` (and its activation) from dY at its output y:
+    dZ = LeakyReLU'(y) dY with db = Σ dZ in one call, dW by Winograd run backwards
+    (kernels/cpu_numba_grad.py), dX = the Winograd conv of dZ padded by 2 with the rotated,
+    transposed weights ``u_dx`` (``input_grad_weight`` of the forward's u; None for kn2row).
+    Returns (dx or None when not ``input_grad``, dw, db); equal to ``conv_backward`` after
+    ``leaky_relu_backward`` up to float32 rounding."""
     kg = _grad_kernels()
     c = x.shape[0]
     if slope is None:
@@ -155,15 +160,8 @@ def conv3x3_fast_backward(dy, x, y, w, u, slope: float | None, be: Backend, inpu
         return dx, dw, db
     if not input_grad:
         return None, kg.winograd_weight_grad(x, dz), db
-    dx, dw = kg.weight_and_input_grad(x, dz, kg.input_grad_weight(u) if u_dx is None else u_dx)
+    dx, dw = kg.weight_and_input_grad(x, dz, u_dx)
     return dx, dw, db
-
-
-def adam_update(be: Backend) -> Callable | None:
-    """The parameter update ``w2x.train.adam.Adam.step`` runs on this backend's arrays: the
-    numba row's one-pass loop (kernels/cpu_numba_grad.adam_update, NumPy's bits), else None
-    (``adam.update_numpy``)."""
-    return _grad_kernels().adam_update if be.name == "numba" else None
 
 
 def leaky_relu(x, slope: float):
@@ -208,6 +206,7 @@ class Tape:
         self.be = be
         self.entries: list[tuple[int, tuple[int, ...], Callable]] = []
         self.n_slots = 1              # slot 0 is the input
+        self.spent = False            # backward has run: the closures are gone
         self.grads: dict[str, list] = {}
 
     def record(self, inputs: tuple[int, ...], fn: Callable) -> int:
@@ -224,6 +223,9 @@ class Tape:
         collector (the closures hold the tape, the tape them: a cycle).  Left to the
         collector, a training step's ~15 MB of activations piled up over several steps, each
         step page-faulting fresh memory in (upconv_7, batch 16: ~4000 faults a step)."""
+        if self.spent:
+            raise RuntimeError("this tape's backward has already run; record a new forward")
+        self.spent = True
         g: dict[int, object] = {out_slot: dy}
         while self.entries:
             slot, inputs, fn = self.entries.pop()
@@ -263,7 +265,9 @@ class Graph:
             need_dx = self.input_grad or s != 0
 
             def back(dy, x=x, y=y, w=w, u=u, u_dx=u_dx):
-                dx, dw, db = conv3x3_fast_backward(dy, x, y, w, u, slope, be, need_dx, u_dx)
+                if u_dx is None and u is not None:
+                    u_dx = _grad_kernels().input_grad_weight(u)
+                dx, dw, db = conv3x3_fast_backward(dy, x, y, w, u_dx, slope, be, need_dx)
                 tape.add_param_grad(name, dw, db)
                 return (dx,)
             return y, tape.record((s,), back)
@@ -374,7 +378,7 @@ def winograd_weights(specs: dict[str, LayerSpec], params: dict, x, be: Backend) 
     if not fast_conv_eligible(x, 3, 1, None, be):
         return {}
     names = [n for n, sp in specs.items() if sp.kind == "conv" and sp.k == 3 and sp.stride == 1
-             and sp.in_channels < KN2ROW_MIN_RATIO * sp.out_channels]
+             and not _kn2row_channels(sp.in_channels, sp.out_channels)]
     weights = _grad_kernels().winograd_weights([(params[n][0], specs[n].in_channels) for n in names])
     return dict(zip(names, weights))
 

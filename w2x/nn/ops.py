@@ -225,12 +225,12 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     m = WINOGRAD_TILES[u.shape[0]]
     t = m + 2
     bt, at = WINOGRAD_BT[m].astype(np.float32), WINOGRAD_AT[m].astype(np.float32)
-    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))    # (C, N, H + 2*pad, W + 2*pad)
     c, n, h, w = x.shape
+    h, w = h + 2 * pad, w + 2 * pad                             # x padded by `pad` on every side
     oc, oh, ow = u.shape[1], h - 2, w - 2
     ty, tx = -(-oh // m), -(-ow // m)                           # m x m output tiles per column, row
-    # zero rows/columns up to whole tiles, so every input tile exists
-    x = np.pad(x, ((0, 0), (0, 0), (0, m * ty + 2 - h), (0, m * tx + 2 - w)))
+    # `pad` zeros around x, and more below and right up to whole tiles (every input tile exists)
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad + m * ty + 2 - h), (pad, pad + m * tx + 2 - w)))
     d = np.lib.stride_tricks.sliding_window_view(x, (t, t), axis=(2, 3))[:, :, ::m, ::m]  # (C, N, TY, TX, t, t)
     v = np.einsum("ai,cnyxij->acnyxj", bt, d)                                  # B^T d: (t, C, N, TY, TX, t)
     v = np.einsum("acnyxj,bj->abcnyx", v, bt)                                  # B^T d B: (t, t, C, N, TY, TX)

@@ -41,8 +41,8 @@ class Adam:
     def step(self, params: dict, grads: dict, batch_size: int, update: Callable | None = None) -> None:
         """One update of every ``params[key]`` (arrays, in place) by ``grads[key]``; then the
         sample count grows by ``batch_size`` and the next step's rate decays.  ``update``:
-        ``update_numpy`` or a twin with its signature and bits (the numba row's fused loop,
-        ``grad.adam_update``)."""
+        ``update_numpy`` (the default) or a twin with its signature and bits
+        (``update_for``)."""
         update = update or update_numpy
         lr = self.lr
         self.t += 1
@@ -52,6 +52,23 @@ class Adam:
             v = self.v.setdefault(key, np.zeros_like(p))
             update(p, grads[key], m, v, lr / bc1, math.sqrt(bc2))
         self.samples_seen += batch_size
+
+
+def update_for(backend_name: str) -> Callable:
+    """The update ``Adam.step`` should run on a backend's arrays: on "numba", one pass of
+    kernels/cpu_numba_grad.adam_update (NumPy's bits, 5x faster) for float32 C-contiguous
+    arrays and ``update_numpy`` for any other; elsewhere ``update_numpy``."""
+    if backend_name != "numba":
+        return update_numpy
+    from w2x.nn import kernel_files
+    fused = kernel_files.module("cpu_numba_grad").adam_update
+
+    def update(p, g, m, v, step_size: float, bias2_sqrt: float) -> None:
+        if all(a.dtype == np.float32 and a.flags.c_contiguous for a in (p, g, m, v)):
+            fused(p, g, m, v, step_size, bias2_sqrt, BETA1, BETA2, EPS)
+        else:
+            update_numpy(p, g, m, v, step_size, bias2_sqrt)
+    return update
 
 
 def update_numpy(p, g, m, v, step_size: float, bias2_sqrt: float) -> None:

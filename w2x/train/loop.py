@@ -24,7 +24,7 @@ from w2x.nn import grad
 from w2x.nn.archs import ARCHS
 from w2x.nn.models import load_model
 from w2x.train import data
-from w2x.train.adam import LEARNING_RATE, Adam
+from w2x.train.adam import LEARNING_RATE, Adam, update_for
 from w2x.train.export import save_model
 from w2x.train.loss import clipped_mse, clipped_weighted_huber, instance_mse, psnr_of_mse
 from w2x.train.plot import draw_history
@@ -183,7 +183,7 @@ def train_step(cfg: TrainConfig, params: dict, adam: Adam, x, y, be) -> tuple[fl
     out, tape, slot = grad.forward(cfg.arch, cfg.channels, params, x, be, input_grad=False)
     loss, dout = clipped_weighted_huber(out, y)
     grads = grad.backward(tape, slot, dout)
-    adam.step(flat(params), flat(grads), x.shape[1], update=grad.adam_update(be))
+    adam.step(flat(params), flat(grads), x.shape[1], update=update_for(be.name))
     return loss, instance_mse(out, y)
 
 
