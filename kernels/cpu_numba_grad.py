@@ -244,8 +244,8 @@ def _winograd_weight_kernel(g, u):
 def winograd_weight(w2d: np.ndarray, in_channels: int) -> np.ndarray:
     """``ops.winograd_weight`` (U = G g Gᵀ, (16, OC, C), computed in float64 and rounded once;
     the float64 sums are grouped otherwise than NumPy's, which in practice never shows after
-    the rounding: the tests find the same bits) as a Numba loop: 8 ms -> 0.13 ms for 128x128 on one thread, which counts
-    when a training step transforms every weight."""
+    the rounding: the tests find the same bits) as a Numba loop: 8 ms -> 0.13 ms for 128x128
+    on one thread, which counts when a training step transforms every weight."""
     u = np.empty((16, w2d.shape[0], in_channels), np.float32)
     _winograd_weight_kernel(np.ascontiguousarray(w2d), u)
     return u
@@ -309,7 +309,7 @@ def leaky_relu_backward_bias(dy: np.ndarray, y: np.ndarray, slope: float) -> tup
 #     G (J g J) Gᵀ = P (G g Gᵀ) Pᵀ:
 # matrix a*4 + b of the rotated kernel's U is matrix P(a)*4 + P(b) of the forward's U.
 _ROTATED = np.array([3, 1, 2, 0])
-ROTATED_MATRICES = (_ROTATED[:, None] * 4 + _ROTATED[None, :]).ravel()   # (16,)
+_ROTATED_MATRICES = (_ROTATED[:, None] * 4 + _ROTATED[None, :]).ravel()   # (16,)
 
 
 def input_grad_weight(u: np.ndarray) -> np.ndarray:
@@ -317,7 +317,7 @@ def input_grad_weight(u: np.ndarray) -> np.ndarray:
     from the forward's U (16, OC, C): its matrices reordered (above) and each transposed
     (a strided view, which BLAS reads as it is); equal to ``winograd_weight`` of the rotated,
     channel-swapped kernel up to float32 rounding."""
-    return u[ROTATED_MATRICES].transpose(0, 2, 1)       # (16, OC, C) reordered -> (16, C, OC)
+    return u[_ROTATED_MATRICES].transpose(0, 2, 1)       # (16, OC, C) reordered -> (16, C, OC)
 
 
 # --- layers with few outputs (128->3, 64->3): kn2row forward and backward ----------------
