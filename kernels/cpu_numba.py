@@ -111,8 +111,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     oh, ow = out_size(h, kh, stride), out_size(w, kw, stride)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=np.float32)
     kk = kh * kw
-    _by_channels(c, lambda lo, hi: _im2col_kernel(x[lo:hi], kh, kw, stride, oh, ow, cols[lo * kk:hi * kk]),
-                 split=cols.size >= ELEMENTWISE_SPLIT_MIN)
+    _by_channels(c, cols.size, lambda lo, hi: _im2col_kernel(x[lo:hi], kh, kw, stride, oh, ow, cols[lo * kk:hi * kk]))
     return cols
 
 
@@ -145,8 +144,7 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
     oh, ow = transposed_out_size(h, kh, stride, pad), transposed_out_size(w, kw, stride, pad)
     y = np.zeros((oc, n, oh, ow), dtype=np.float32)
     kk = kh * kw
-    _by_channels(oc, lambda lo, hi: _col2im_kernel(cols[lo * kk:hi * kk], h, w, kh, kw, stride, pad, y[lo:hi]),
-                 split=cols.size >= ELEMENTWISE_SPLIT_MIN)
+    _by_channels(oc, cols.size, lambda lo, hi: _col2im_kernel(cols[lo * kk:hi * kk], h, w, kh, kw, stride, pad, y[lo:hi]))
     return y
 
 
@@ -164,8 +162,7 @@ def bias_leaky_relu(y: np.ndarray, bias: np.ndarray, slope: float | None) -> np.
     """Twin of ``ops.bias_leaky_relu``: in place ``y += bias`` per channel, then LeakyReLU."""
     y2 = y.reshape(y.shape[0], -1)  # (OC, M) view
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
-    _by_channels(y2.shape[0], lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s),
-                 split=y2.size >= ELEMENTWISE_SPLIT_MIN)
+    _by_channels(y2.shape[0], y2.size, lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s))
     return y
 
 
@@ -186,7 +183,7 @@ def _channel_mean_kernel(x, z):
 def channel_mean(x: np.ndarray) -> np.ndarray:
     """Twin of ``ops.channel_mean`` (SE squeeze, lib/srcnn.lua:232-244): (C, N, H, W) -> (C, N)."""
     z = np.empty(x.shape[:2], dtype=np.float32)
-    _by_channels(x.shape[0], lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]), split=x.size >= ELEMENTWISE_SPLIT_MIN)
+    _by_channels(x.shape[0], x.size, lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]))
     return z
 
 
@@ -203,7 +200,7 @@ def _se_scale_kernel(x, z):
 
 def se_scale(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Twin of ``ops.se_scale`` (SE excite): in place ``x[c, n] *= z[c, n]``."""
-    _by_channels(x.shape[0], lambda lo, hi: _se_scale_kernel(x[lo:hi], z[lo:hi]), split=x.size >= ELEMENTWISE_SPLIT_MIN)
+    _by_channels(x.shape[0], x.size, lambda lo, hi: _se_scale_kernel(x[lo:hi], z[lo:hi]))
     return x
 
 
@@ -220,8 +217,7 @@ def _crop_add_kernel(a, b, crop, y):
 def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
     """Twin of ``ops.crop_add``: ``a + b`` cropped by ``crop`` on every side, a new array."""
     y = np.empty(a.shape, dtype=np.float32)
-    _by_channels(a.shape[0], lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]),
-                 split=a.size >= ELEMENTWISE_SPLIT_MIN)
+    _by_channels(a.shape[0], a.size, lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]))
     return y
 
 
@@ -436,13 +432,12 @@ def _block_rows(rows: int, fit: int, multiple: int) -> int:
     return math.ceil(rows / count)
 
 
-def _by_channels(c: int, work, split: bool = True) -> None:
-    """``work(lo, hi)`` over channel ranges covering ``range(c)``: with ``split``, one range
-    per thread on the pool (``_run_blocks``; the work calls no BLAS), else ``work(0, c)``
-    on the caller.  The copy and elementwise kernels split from ``ELEMENTWISE_SPLIT_MIN``
-    values on."""
+def _by_channels(c: int, values: int, work) -> None:
+    """``work(lo, hi)`` over channel ranges covering ``range(c)``: for ``values`` (the
+    elements the work touches) from ``ELEMENTWISE_SPLIT_MIN`` on, one range per thread on
+    the pool (``_run_blocks``; the work calls no BLAS), else ``work(0, c)`` on the caller."""
     threads = _threads()
-    if not split or c < 2 or threads < 2:
+    if values < ELEMENTWISE_SPLIT_MIN or c < 2 or threads < 2:
         work(0, c)
         return
     step = -(-c // threads)

@@ -34,8 +34,8 @@ from numba import njit
 
 # the forward's block runner (pool, single-threaded BLAS) and block sizes, its channel split,
 # per-thread stacks of matrices, F(2x2)'s input transform and the Winograd conv as blocks
-from w2x.kernels.cpu_numba import (ELEMENTWISE_SPLIT_MIN, _block_rows, _by_channels, _matrices, _run_blocks,
-                                   _stack, _winograd_input, winograd_blocks)
+from w2x.kernels.cpu_numba import (_block_rows, _by_channels, _matrices, _run_blocks, _stack, _winograd_input,
+                                   winograd_blocks)
 
 
 def _summed_blocks(blocks: list, shape: tuple, term, then) -> tuple[list, Callable]:
@@ -298,8 +298,7 @@ def leaky_relu_backward_bias(dy: np.ndarray, y: np.ndarray, slope: float) -> tup
     db = np.empty(oc, np.float64)
     dy2, y2, dz2 = (np.ascontiguousarray(a).reshape(oc, -1) for a in (dy, y, dz))   # (OC, N*H*W)
     s = np.float32(slope)
-    _by_channels(oc, lambda lo, hi: _leaky_backward_bias_kernel(dy2[lo:hi], y2[lo:hi], s, dz2[lo:hi], db[lo:hi]),
-                 split=dy2.size >= ELEMENTWISE_SPLIT_MIN)
+    _by_channels(oc, dy2.size, lambda lo, hi: _leaky_backward_bias_kernel(dy2[lo:hi], y2[lo:hi], s, dz2[lo:hi], db[lo:hi]))
     return dz, db.astype(np.float32)
 
 

@@ -386,7 +386,7 @@ def test_leaky_relu_backward_bias_is_the_reference(shape, monkeypatch):
     _numba_or_skip()
     from w2x.nn import kernel_files
     kg = kernel_files.module("cpu_numba_grad")
-    monkeypatch.setattr(kg, "ELEMENTWISE_SPLIT_MIN", 1)
+    monkeypatch.setattr(kernel_files.module("cpu_numba"), "ELEMENTWISE_SPLIT_MIN", 1)
     monkeypatch.setattr(kernel_files.module("cpu_numba"), "_threads", lambda: 3)
     rng = np.random.default_rng(11)
     dy, y = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
