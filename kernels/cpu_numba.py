@@ -65,6 +65,15 @@ from w2x.nn.ops import WINOGRAD_TILES, out_size, transposed_out_size
 # against 185 ms at 1 MiB and 216 ms at 16 MiB.  The single-threaded GEMM runs at 75-85
 # GFLOPS from 128 to 2048 tiles, so the block size is about cache, not GEMM shape.
 WINOGRAD_BLOCK_BYTES = 4 << 20
+# A Winograd conv's tile rows are cut into blocks of at most WINOGRAD_BLOCK_BYTES, as many as
+# a multiple of this times the workers (``_block_rows``): blocks a quarter of a thread's
+# share, so that a thread slowed down (by the other process on its CPU, or by a harder
+# block) hands the last ones to the others instead of keeping them waiting.  A training
+# step (upconv_7, batch 16, crop 48, 2 threads; most of its layers would fit one block)
+# took 0.97x the time of one block per thread (median of 31 interleaved pairs, twice); 8
+# took 1.05x the time of 4 (smaller GEMMs).  Inference on lena.png (256-px tiles, mostly cut by the byte limit
+# already): vgg_7 0.99x, upconv_7 1.00x, cunet 0.95x of one block per thread.
+WINOGRAD_BLOCKS_PER_WORKER = 4
 # A matmul is split across workers into column blocks where it has at least this many
 # output columns, else into row blocks where it has at least MATMUL_SPLIT_MIN_ROWS rows
 # (the long-K products of the backward pass: (256, N*H*W) @ (N*H*W, 48)), else it runs whole
@@ -575,10 +584,12 @@ def _untile_rows(q, o, n, y0, y):
 
 
 @njit(nogil=True, cache=True)
-def _untile_planes(q, o, r0, r1, ty_n, tx_n, y):
+def _untile_planes(q, o, r0, r1, ty_n, tx_n, y, gate, gate_slope):
     """y[o, n, 2ty + i, 2tx + k] = q[2i + k, (r - r0)*TX + tx] for the F(2x2) tiles of rows
     r0 <= r < r1 (r = n*TY + ty): the four pixel planes of a block's output tiles interleaved
-    into their image rows, rows and columns past OH/OW dropped."""
+    into their image rows, rows and columns past OH/OW dropped.  With a ``gate`` (an array of
+    y's shape; else None), each value is multiplied by ``gate_slope`` where the gate's is <= 0
+    (``winograd_blocks``)."""
     oh, ow = y.shape[2], y.shape[3]
     whole = ow // 2                         # tiles of a row wholly inside the image
     for r in range(r0, r1):
@@ -587,10 +598,20 @@ def _untile_planes(q, o, r0, r1, ty_n, tx_n, y):
         for i in range(min(2, oh - y0)):
             row = y[o, n, y0 + i]
             q0, q1 = q[2 * i, j:j + whole], q[2 * i + 1, j:j + whole]
-            for t in range(whole):          # both phases in one loop: LLVM interleaves in registers
-                row[2 * t], row[2 * t + 1] = q0[t], q1[t]
-            if ow % 2:
-                row[ow - 1] = q[2 * i, j + whole]
+            if gate is None:
+                for t in range(whole):      # both phases in one loop: LLVM interleaves in registers
+                    row[2 * t], row[2 * t + 1] = q0[t], q1[t]
+                if ow % 2:
+                    row[ow - 1] = q[2 * i, j + whole]
+            else:
+                g = gate[o, n, y0 + i]
+                for t in range(whole):
+                    a, b = q0[t], q1[t]
+                    row[2 * t] = a if g[2 * t] > 0 else a * gate_slope
+                    row[2 * t + 1] = b if g[2 * t + 1] > 0 else b * gate_slope
+                if ow % 2:
+                    a = q[2 * i, j + whole]
+                    row[ow - 1] = a if g[ow - 1] > 0 else a * gate_slope
 
 
 @njit(nogil=True, cache=True)
@@ -644,10 +665,11 @@ def _winograd_input(x, pad, r0, r1, ty_n, tx_n, v):
 
 
 @njit(nogil=True, cache=True)
-def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
+def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y, gate, gate_slope):
     """y[o, n, 2ty:2ty+2, 2tx:2tx+2] = LeakyReLU(A^T M A + bias) for the tiles of rows
     r0 <= r < r1, M[a, b] = m[a*4 + b, o*P + (r - r0)*TX + tx] (``m``: a ``_stack`` of 16 (OC, P)
-    matrices, P = (r1 - r0)*TX); rows/columns past OH/OW dropped.
+    matrices, P = (r1 - r0)*TX); rows/columns past OH/OW dropped; ``gate``, ``gate_slope``:
+    as ``_untile_planes`` applies them.
 
     A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] (Lavin & Gray eq. 9).  For each output channel the
     block's P tiles lie side by side in every matrix, so the transform is one unit-stride
@@ -678,7 +700,7 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                 e0 = a0[t] + a1[t] + a2[t] + bo
                 e1 = a1[t] - a2[t] - a3[t] + bo
                 q0[t], q1[t] = max(e0, e0 * slope), max(e1, e1 * slope)
-        _untile_planes(q, o, r0, r1, ty_n, tx_n, y)
+        _untile_planes(q, o, r0, r1, ty_n, tx_n, y, gate, gate_slope)
 
 
 @njit(nogil=True, cache=True)
@@ -812,19 +834,29 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
 
 
 def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None,
-                    pad: int = 0) -> tuple[np.ndarray, list, Callable]:
+                    pad: int = 0, gate: np.ndarray | None = None,
+                    gate_slope: float = 1.0) -> tuple[np.ndarray, list, Callable]:
     """``winograd_conv3x3`` as work to run: (y, blocks, work), y complete once ``work(b)``
     has run for every b in blocks, in any order, on any threads (``_run_blocks``; the
-    training backward runs them in one go with dW's, ``cpu_numba_grad.weight_and_input_grad``)."""
+    training backward runs them in one go with dW's, ``cpu_numba_grad.weight_and_input_grad``).
+
+    ``gate`` (F(2x2) only): an array of y's shape; y is multiplied by ``gate_slope`` where
+    the gate is <= 0 as each block writes it (the training backward's dX, in which the
+    LeakyReLU backward of the layer below rides along)."""
     c, n, h, w = x.shape
     t2, oc = u.shape[0], u.shape[1]
     tile = WINOGRAD_TILES[t2]
-    transform_in, transform_out = (_winograd_input, _winograd_output) if tile == 2 else (_winograd4_input, _winograd4_output)
+    transform_in = _winograd_input if tile == 2 else _winograd4_input
     oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    if gate is not None and (tile != 2 or gate.shape != (oc, n, oh, ow)):
+        raise ValueError(f"a gate must have the output's shape {(oc, n, oh, ow)} and u F(2x2)'s 16 "
+                         f"matrices; got {gate.shape} and {t2}")
+    gate = None if gate is None else np.ascontiguousarray(gate, dtype=np.float32)
+    gs = np.float32(gate_slope)
     ty_n, tx_n = -(-oh // tile), -(-ow // tile)        # tile x tile output tiles per column, row
     rows = n * ty_n
     fit = max(1, WINOGRAD_BLOCK_BYTES // (t2 * (c + oc) * tx_n * 4))  # tile rows a block may hold
-    per_block = _block_rows(rows, fit, _workers())
+    per_block = _block_rows(rows, fit, _workers() * WINOGRAD_BLOCKS_PER_WORKER)
     y = np.empty((oc, n, oh, ow), dtype=np.float32)
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
 
@@ -835,6 +867,9 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
         m = _stack("winograd_m", t2, oc, p)     # (m+2)^2 matrices (OC, tiles)
         transform_in(x, pad, r0, r1, ty_n, tx_n, v)
         _gemm(u, _matrices(v, c, p), out=_matrices(m, oc, p))       # (m+2)^2 x (OC, C) @ (C, tiles)
-        transform_out(m, bias, s, r0, r1, ty_n, tx_n, y)
+        if tile == 2:
+            _winograd_output(m, bias, s, r0, r1, ty_n, tx_n, y, gate, gs)
+        else:
+            _winograd4_output(m, bias, s, r0, r1, ty_n, tx_n, y)
 
     return y, list(range(0, rows, per_block)), work

@@ -14,11 +14,12 @@ profiled).  Here nothing of that size exists:
   backwards (``winograd_weight_grad``): per block of tile rows, each worker thread
   transforms x and dY into cache-sized buffers and runs 16 single-threaded BLAS GEMMs, and
   the blocks' terms are summed in block order (``_summed_blocks``: the same bits for any
-  thread count); ``weight_and_input_grad`` runs dW's and dX's blocks in one go;
+  thread count); db = Σ dY falls out of dY's transform; ``weight_and_input_grad`` runs dW's
+  and dX's blocks in one go, dX leaving through the LeakyReLU backward of the layer below;
 * layers with few outputs (128->3): kn2row forward, and dW, dX from one stack of shifted
   dY copies (``kn2row_forward``, ``kn2row_backward``);
-* ``leaky_relu_backward_bias``: the LeakyReLU backward fused with db = Σ dY, from the
-  layer's *output* (y > 0 exactly where its input was, for a slope > 0), one call;
+* ``leaky_relu_backward``: the LeakyReLU backward from the layer's *output* (y > 0 exactly
+  where its input was, for a slope > 0), where no dX above applied it;
 * ``winograd_weights``: every layer's Winograd weights at once, on the worker threads;
   ``adam_update``: Adam's update in one pass.
 
@@ -131,31 +132,45 @@ def _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g):
                     _dy_tile(g, j + whole, dy[o, n, y0, ow - 1], zero, zero, zero)
 
 
-def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """dW of a 3x3 stride-1 valid conv, x (C, N, H, W), dy (OC, N, H-2, W-2) -> (OC, C*9),
-    by the transposed Winograd F(2x2, 3x3) (above); equal to dY colsᵀ (``grad.conv_backward``)
-    up to float32 rounding."""
-    dw, blocks, work = _weight_grad_blocks(x, dy)
+def winograd_weight_grad(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dW, db) of a 3x3 stride-1 valid conv, x (C, N, H, W), dy (OC, N, H-2, W-2) at its
+    pre-activation -> ((OC, C*9), (OC,)): dW by the transposed Winograd F(2x2, 3x3) (above),
+    equal to dY colsᵀ (``grad.conv_backward``) up to float32 rounding; db = Σ dY, from the
+    same transform of dY (``_weight_grad_blocks``)."""
+    dw, db, blocks, work = _weight_grad_blocks(x, dy)
     _run_blocks(blocks, work)
-    return dw
+    return dw, db
 
 
-def weight_and_input_grad(x: np.ndarray, dz: np.ndarray, u_dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(dX, dW) of a 3x3 stride-1 valid conv from dZ at its pre-activation: dW as
+def weight_and_input_grad(x: np.ndarray, dz: np.ndarray, u_dx: np.ndarray,
+                          gate_slope: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dX, dW, db) of a 3x3 stride-1 valid conv from dZ at its pre-activation: dW and db as
     ``winograd_weight_grad``, dX the Winograd conv of dZ padded by 2 with ``u_dx``
     (``input_grad_weight``), their blocks worked off in one ``_run_blocks``: one hand-off
     to the worker threads instead of two, and dW's last steps (the ordered sum, the
-    back-transform) on one thread while the others go on with dX's blocks."""
-    dw, w_blocks, w_work = _weight_grad_blocks(x, dz)
-    dx, x_blocks, x_work = winograd_blocks(dz, u_dx, np.zeros(u_dx.shape[1], np.float32), None, pad=2)
+    back-transform) on one thread while the others go on with dX's blocks.
+
+    ``gate_slope``: x is the output of a LeakyReLU of that slope (> 0), and dX is returned
+    through it: multiplied by the slope where x <= 0 as its blocks write it (the gradient
+    at the pre-activation of the layer below; a separate pass over dX cost 1.8 ms of an
+    upconv_7 step on the calling thread alone)."""
+    dw, db, w_blocks, w_work = _weight_grad_blocks(x, dz)
+    gate = None if gate_slope is None else x
+    dx, x_blocks, x_work = winograd_blocks(dz, u_dx, np.zeros(u_dx.shape[1], np.float32), None, pad=2,
+                                           gate=gate, gate_slope=1.0 if gate_slope is None else gate_slope)
     blocks = [(w_work, b) for b in w_blocks] + [(x_work, b) for b in x_blocks]   # dW's first
     _run_blocks(blocks, lambda block: block[0](block[1]))
-    return dx, dw
+    return dx, dw, db
 
 
-def _weight_grad_blocks(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, list, Callable]:
-    """``winograd_weight_grad`` as work to run: (dw, blocks, work), dw complete once
-    ``work(b)`` has run for every b in blocks (``_run_blocks``)."""
+def _weight_grad_blocks(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray, list, Callable]:
+    """``winograd_weight_grad`` as work to run: (dw, db, blocks, work), dw and db complete
+    once ``work(b)`` has run for every b in blocks (``_run_blocks``).
+
+    db comes with dY's transform: matrix 5 of A dY Aᵀ (row and column 1 of A are (1, 1)) is
+    each tile's sum d00 + d01 + d10 + d11, so db[o] = Σ over tiles of g[5, o, tile].  Each
+    block's sums are kept apart in float64 and added in block order: like dW, the same bits
+    on any thread count."""
     c, n, h, w = x.shape
     oc, _, oh, ow = dy.shape
     x = np.ascontiguousarray(x)
@@ -164,7 +179,10 @@ def _weight_grad_blocks(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, list
     rows = n * ty_n
     fit = max(1, WINOGRAD_GRAD_BLOCK_BYTES // (16 * (c + oc) * tx_n * 4))   # tile rows a block may hold
     per_block = _block_rows(rows, fit, GRAD_BLOCKS_MULTIPLE)
+    starts = list(range(0, rows, per_block))
     dw = np.empty((oc, c * 9), np.float32)
+    db = np.empty(oc, np.float32)
+    db_parts = np.empty((len(starts), oc), np.float64)     # each block's Σ dY
 
     def term(r0, out):
         r1 = min(rows, r0 + per_block)
@@ -173,11 +191,16 @@ def _weight_grad_blocks(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, list
         g = _stack("grad_dy", 16, oc, p)     # 16 matrices (OC, tiles)
         _winograd_input(x, 0, r0, r1, ty_n, tx_n, v)        # the forward's Bᵀ d B
         _winograd_dy_rows(dy, r0, r1, ty_n, tx_n, g)
-        np.matmul(_matrices(g, oc, p), _matrices(v, c, p).transpose(0, 2, 1), out=out)   # 16 x (OC, tiles) @ (tiles, C)
+        gm = _matrices(g, oc, p)                            # (16, OC, tiles)
+        np.matmul(gm, _matrices(v, c, p).transpose(0, 2, 1), out=out)   # 16 x (OC, tiles) @ (tiles, C)
+        db_parts[r0 // per_block] = gm[5].sum(axis=1, dtype=np.float64)
 
-    blocks, work = _summed_blocks(list(range(0, rows, per_block)), (16, oc, c), term,
-                                  lambda m: _winograd_weight_back(m, dw))   # dL/dU -> dL/dg = Gᵀ (dL/dU) G
-    return dw, blocks, work
+    def then(m):                             # the last term's thread, every block done
+        _winograd_weight_back(m, dw)         # dL/dU -> dL/dg = Gᵀ (dL/dU) G
+        db[:] = db_parts.sum(axis=0)         # (blocks, OC) -> (OC,), rows added in order
+
+    blocks, work = _summed_blocks(starts, (16, oc, c), term, then)
+    return dw, db, blocks, work
 
 
 @njit(nogil=True, cache=True)
@@ -268,38 +291,24 @@ def winograd_weights(weights: list) -> list:
 
 
 @njit(nogil=True, cache=True)
-def _leaky_backward_bias_kernel(dy, y, slope, dx, db):
-    """dx = dy where y > 0, else slope * dy; db[o] = Σ dx[o] in float64.  Two passes per
-    channel, each of which LLVM vectorises: the select, then the sum over dx (still in
-    cache) in 8 lanes added in a fixed order (a single running sum cannot be reordered;
-    1.6x faster than one pass with one)."""
-    oc, m = dy.shape
-    m8 = m - m % 8
-    lanes = np.zeros(8)
-    for o in range(oc):
-        for q in range(m):
-            dx[o, q] = dy[o, q] if y[o, q] > 0 else dy[o, q] * slope
-        lanes[:] = 0.0
-        for q in range(0, m8, 8):
-            for k in range(8):
-                lanes[k] += dx[o, q + k]
-        acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
-        for q in range(m8, m):
-            acc += dx[o, q]
-        db[o] = acc
+def _leaky_backward_kernel(dy, y, slope, dx):
+    """dx = dy where y > 0, else slope * dy (flat arrays; LLVM vectorises the select)."""
+    for q in range(dy.size):
+        dx[q] = dy[q] if y[q] > 0 else dy[q] * slope
 
 
-def leaky_relu_backward_bias(dy: np.ndarray, y: np.ndarray, slope: float) -> tuple[np.ndarray, np.ndarray]:
-    """The gradient at a conv's pre-activation and its bias from the gradient ``dy`` at
-    ``y = LeakyReLU(slope)(z)`` (slope > 0, so y > 0 iff z > 0): (dz like dy, db (OC,)).
-    db is summed in float64; the channels are split between the workers."""
+def leaky_relu_backward(dy: np.ndarray, y: np.ndarray, slope: float) -> np.ndarray:
+    """The gradient at a LeakyReLU's input from the gradient ``dy`` at its output
+    ``y = LeakyReLU(slope)(z)`` (slope > 0, so y > 0 iff z > 0); the channels are split
+    between the workers.  Where the LeakyReLU feeds a fast conv, that conv's dX applies it
+    instead (``weight_and_input_grad``'s ``gate_slope``)."""
     oc = dy.shape[0]
     dz = np.empty(dy.shape, np.float32)
-    db = np.empty(oc, np.float64)
     dy2, y2, dz2 = (np.ascontiguousarray(a).reshape(oc, -1) for a in (dy, y, dz))   # (OC, N*H*W)
     s = np.float32(slope)
-    _by_channels(oc, dy2.size, lambda lo, hi: _leaky_backward_bias_kernel(dy2[lo:hi], y2[lo:hi], s, dz2[lo:hi], db[lo:hi]))
-    return dz, db.astype(np.float32)
+    _by_channels(oc, dy2.size, lambda lo, hi: _leaky_backward_kernel(dy2[lo:hi].ravel(), y2[lo:hi].ravel(), s,
+                                                                   dz2[lo:hi].ravel()))
+    return dz
 
 
 # dX of a 3x3 stride-1 conv is the conv of dY padded by 2 with the kernel rotated by 180

@@ -213,12 +213,15 @@ def _assert_near(got, ref, what):
 
 @pytest.mark.parametrize("c,oc,slope,size", [(3, 8, 0.1, 9), (16, 4, None, 12), (8, 8, 0.1, 30),
                                              (12, 2, 0.1, 10)])   # C >= 4 OC: kn2row, else Winograd
-def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size):
-    """conv3x3_fast_forward/_backward (Winograd, blocked dW, fused LeakyReLU + db) against
-    conv_forward/conv_backward + leaky_relu_backward in float64."""
+@pytest.mark.parametrize("gate", [None, 0.2])
+def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size, gate):
+    """conv3x3_fast_forward/_backward (Winograd, blocked dW with db, dX through the LeakyReLU
+    below when ``gate``) against conv_forward/conv_backward + leaky_relu_backward in float64."""
     nb = _numba_or_skip()
     rng = np.random.default_rng(c + oc)
     x = rng.standard_normal((c, 3, size, size)).astype(np.float32)
+    if gate is not None:
+        x = grad.leaky_relu(x, gate)          # x as the LeakyReLU below gave it
     w = rng.standard_normal((oc, c * 9)).astype(np.float32) * 0.3
     b = rng.standard_normal(oc).astype(np.float32)
     x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
@@ -226,21 +229,25 @@ def test_fast_conv3x3_backward_is_the_reference(c, oc, slope, size):
     ref_y = z if slope is None else grad.leaky_relu(z, slope)
     y, u = grad.conv3x3_fast_forward(x, w, b, slope, nb)
     _assert_near(y, ref_y, "y")
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    dz = dy.astype(np.float64) if slope is None else grad.leaky_relu_backward(dy.astype(np.float64), z, slope)
-    ref = grad.conv_backward(dz, x.shape, cols, w64, 3, 1, NP)
+    dz = rng.standard_normal(y.shape).astype(np.float32)
+    ref_dx, ref_dw, ref_db = grad.conv_backward(dz.astype(np.float64), x.shape, cols, w64, 3, 1, NP)
+    if gate is not None:
+        ref_dx = grad.leaky_relu_backward(ref_dx, x64, gate)
     u_dx = None if u is None else grad._grad_kernels().input_grad_weight(u)   # None: kn2row
-    got = grad.conv3x3_fast_backward(dy, x, y, w, u_dx, slope, nb)
-    for name, g, r in zip(("dx", "dw", "db"), got, ref):
+    got = grad.conv3x3_fast_backward(dz, x, w, u_dx, nb, gate_slope=gate)
+    for name, g, r in zip(("dx", "dw", "db"), got, (ref_dx, ref_dw, ref_db)):
         _assert_near(g, r, name)
-    assert grad.conv3x3_fast_backward(dy, x, y, w, u_dx, slope, nb, input_grad=False)[0] is None
+    dx, dw, db = grad.conv3x3_fast_backward(dz, x, w, u_dx, nb, input_grad=False, gate_slope=gate)
+    assert dx is None
+    _assert_near(dw, ref_dw, "dw without dx")
+    _assert_near(db, ref_db, "db without dx")
 
 
 @pytest.mark.parametrize("multiple", [1, 4])
 def test_winograd_weight_grad_blocks_cover_every_tile(multiple, monkeypatch):
     """kernels/cpu_numba_grad.winograd_weight_grad (odd and even sizes; blocks of one tile
     row, of several images (with GRAD_BLOCKS_MULTIPLE 1), of all) against dY colsᵀ of
-    ops.im2col in float64."""
+    ops.im2col and db against Σ dY, in float64."""
     _numba_or_skip()
     from w2x.nn import kernel_files, ops
     kg = kernel_files.module("cpu_numba_grad")
@@ -250,13 +257,16 @@ def test_winograd_weight_grad_blocks_cover_every_tile(multiple, monkeypatch):
         x = rng.standard_normal((5, 3, h, w)).astype(np.float32)
         dy = rng.standard_normal((6, 3, h - 2, w - 2)).astype(np.float32)
         ref = dy.reshape(6, -1).astype(np.float64) @ ops.im2col(x.astype(np.float64), 3, 3, 1).T
+        ref_db = dy.astype(np.float64).sum(axis=(1, 2, 3))
         for size in (1, 16 * 11 * 6 * 4 * 8, 1 << 22):       # 1 tile row, 8 (of 3 images' 15-18), all
             monkeypatch.setattr(kg, "WINOGRAD_GRAD_BLOCK_BYTES", size)
-            _assert_near(kg.winograd_weight_grad(x, dy), ref, f"dW {h}x{w}, blocks of {size} bytes")
+            dw, db = kg.winograd_weight_grad(x, dy)
+            _assert_near(dw, ref, f"dW {h}x{w}, blocks of {size} bytes")
+            _assert_near(db, ref_db, f"db {h}x{w}, blocks of {size} bytes")
 
 
 def test_weight_grad_has_the_same_bits_on_any_thread_count():
-    """dW's blocks and the order of their sum do not depend on the thread count (a training
+    """dW's (and db's) blocks and the order of their sum do not depend on the thread count (a training
     run repeats bit for bit on another machine's cores); dX's blocks do (the workers share
     its tile rows), and OpenBLAS may round a block's last N % 8 columns otherwise, so dX is
     only compared to a float32 tolerance."""
@@ -276,8 +286,9 @@ def test_weight_grad_has_the_same_bits_on_any_thread_count():
             results.append(kg.weight_and_input_grad(x, dz, u_dx))
     finally:
         numba.set_num_threads(before)
-    for (dx, dw) in results[1:]:
+    for (dx, dw, db) in results[1:]:
         np.testing.assert_array_equal(dw, results[0][1])
+        np.testing.assert_array_equal(db, results[0][2])
         np.testing.assert_allclose(dx, results[0][0], rtol=0, atol=1e-5)
 
 
@@ -379,10 +390,10 @@ def test_a_step_leaves_no_garbage_cycle(arch, size, backend):
         gc.enable()
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (5, 2, 3, 7), (4, 3, 8, 8)])   # sums shorter, not a multiple of, a multiple of 8 lanes
-def test_leaky_relu_backward_bias_is_the_reference(shape, monkeypatch):
-    """kernels/cpu_numba_grad.leaky_relu_backward_bias (the select, then db in 8 lanes),
-    channels split in 3 as on more threads, against leaky_relu_backward and a float64 sum."""
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (5, 2, 3, 7), (4, 3, 8, 8)])
+def test_leaky_relu_backward_is_the_reference(shape, monkeypatch):
+    """kernels/cpu_numba_grad.leaky_relu_backward, channels split in 3 as on more threads,
+    against grad.leaky_relu_backward (zeros in y included: the slope applies there)."""
     _numba_or_skip()
     from w2x.nn import kernel_files
     kg = kernel_files.module("cpu_numba_grad")
@@ -390,10 +401,34 @@ def test_leaky_relu_backward_bias_is_the_reference(shape, monkeypatch):
     monkeypatch.setattr(kernel_files.module("cpu_numba"), "_threads", lambda: 3)
     rng = np.random.default_rng(11)
     dy, y = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
-    dz, db = kg.leaky_relu_backward_bias(dy, y, 0.1)
-    ref = grad.leaky_relu_backward(dy, y, 0.1)
-    np.testing.assert_array_equal(dz, ref)
-    np.testing.assert_allclose(db, ref.astype(np.float64).sum(axis=(1, 2, 3)), rtol=1e-6, atol=1e-6)
+    y.reshape(-1)[::4] = 0.0
+    np.testing.assert_array_equal(kg.leaky_relu_backward(dy, y, 0.1), grad.leaky_relu_backward(dy, y, 0.1))
+
+
+def test_a_gated_winograd_conv_is_the_conv_then_the_leaky_relu_backward():
+    """kernels/cpu_numba.winograd_blocks with a gate (odd and even sizes, zeros in the gate)
+    against the ungated conv then grad.leaky_relu_backward: the same bits (one product
+    with the slope, either way); an F(4x4) weight or a gate of another shape is refused."""
+    _numba_or_skip()
+    from w2x.nn import kernel_files, ops
+    kn = kernel_files.module("cpu_numba")
+    rng = np.random.default_rng(15)
+    for h, w in ((9, 12), (10, 7)):
+        dz = rng.standard_normal((4, 2, h, w)).astype(np.float32)
+        wt = rng.standard_normal((3, 4 * 9)).astype(np.float32)
+        u, zero = ops.winograd_weight(wt, 4), np.zeros(3, np.float32)
+        gate = rng.standard_normal((3, 2, h + 2, w + 2)).astype(np.float32)
+        gate.reshape(-1)[::5] = 0.0
+        out = []
+        for g in (None, gate):
+            y, blocks, work = kn.winograd_blocks(dz, u, zero, None, pad=2, gate=g, gate_slope=0.1)
+            kn._run_blocks(blocks, work)
+            out.append(y)
+        np.testing.assert_array_equal(out[1], grad.leaky_relu_backward(out[0], gate, 0.1))
+    with pytest.raises(ValueError, match="gate"):
+        kn.winograd_blocks(dz, ops.winograd_weight(wt, 4, 4), zero, None, pad=2, gate=gate)
+    with pytest.raises(ValueError, match="gate"):
+        kn.winograd_blocks(dz, u, zero, None, pad=2, gate=gate[:, :, 1:])
 
 
 def test_winograd_weights_of_all_layers_at_once_are_each_layers():

@@ -11,9 +11,10 @@ weight reshaped to (OC, C*k*k) (``layers.Conv2d.w2d``), a transposed conv's is
 (OC*k*k, C) (``layers.ConvTranspose2d.wt``).
 
 On the numba row in float32, 3x3 stride-1 convs take a fast path (``conv3x3_fast_*``,
-kernels/cpu_numba_grad.py: Winograd forward, dX and dW, kn2row for few outputs, the
-LeakyReLU backward fused with db) that keeps no im2col matrix; ``conv_forward`` /
-``conv_backward`` stay the reference it is tested against (tests/test_grad.py).
+kernels/cpu_numba_grad.py: Winograd forward, dX and dW with db, kn2row for few outputs;
+dX leaves through the LeakyReLU backward of the layer below, ``Graph._fast_conv``) that
+keeps no im2col matrix; ``conv_forward`` / ``conv_backward`` stay the reference it is
+tested against (tests/test_grad.py).
 
 The graphs (``forward``) record a tape of backward closures; ``backward`` replays it in
 reverse and returns ``grads[name] = (dw, db)`` with the shapes of ``params``.  They mirror
@@ -141,27 +142,29 @@ def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend, u=None):
     return be.winograd_conv3x3(x, u, b, slope), u
 
 
-def conv3x3_fast_backward(dy, x, y, w, u_dx, slope: float | None, be: Backend, input_grad: bool = True):
-    """Gradients of ``conv3x3_fast_forward`` (and its activation) from dY at its output y:
-    dZ = LeakyReLU'(y) dY with db = Σ dZ in one call, dW by Winograd run backwards
-    (kernels/cpu_numba_grad.py), dX = the Winograd conv of dZ padded by 2 with the rotated,
-    transposed weights ``u_dx`` (``input_grad_weight`` of the forward's u; None for kn2row).
-    Returns (dx or None when not ``input_grad``, dw, db); equal to ``conv_backward`` after
-    ``leaky_relu_backward`` up to float32 rounding."""
+def conv3x3_fast_backward(dz, x, w, u_dx, be: Backend, input_grad: bool = True, gate_slope: float | None = None):
+    """Gradients of ``conv3x3_fast_forward``'s conv from dZ at its pre-activation (its
+    LeakyReLU's backward runs before: ``Graph.layer``): dW by Winograd run backwards with
+    db = Σ dZ from the same transform of dZ (kernels/cpu_numba_grad.py), dX = the Winograd
+    conv of dZ padded by 2 with the rotated, transposed weights ``u_dx``
+    (``input_grad_weight`` of the forward's u; None for kn2row).
+
+    ``gate_slope``: x is the output of a LeakyReLU of that slope, and dX is returned through
+    it, the gradient at that LeakyReLU's input (applied as dX's blocks write it).
+    Returns (dx or None when not ``input_grad``, dw, db); equal to ``conv_backward`` (then
+    ``leaky_relu_backward`` of x) up to float32 rounding."""
     kg = _grad_kernels()
     c = x.shape[0]
-    if slope is None:
-        dz = np.ascontiguousarray(dy, dtype=np.float32)
-        db = dz.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32)
-    else:
-        dz, db = kg.leaky_relu_backward_bias(dy, y, slope)
+    dz = np.ascontiguousarray(dz, dtype=np.float32)
     if _kn2row(x, w):
+        db = dz.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32)
         dx, dw = kg.kn2row_backward(dz, x, ops.kn2row_weight(w, c, 3), 3, be.matmul, input_grad)
+        if dx is not None and gate_slope is not None:
+            dx = kg.leaky_relu_backward(dx, x, gate_slope)
         return dx, dw, db
     if not input_grad:
-        return None, kg.winograd_weight_grad(x, dz), db
-    dx, dw = kg.weight_and_input_grad(x, dz, u_dx)
-    return dx, dw, db
+        return (None, *kg.winograd_weight_grad(x, dz))
+    return kg.weight_and_input_grad(x, dz, u_dx, gate_slope)
 
 
 def leaky_relu(x, slope: float):
@@ -252,6 +255,7 @@ class Graph:
         self.specs, self.params, self.be = specs, params, be
         self.input_grad = input_grad
         self.winograd = winograd or {}     # name -> (u, u_dx), ``winograd_weights``
+        self.gates: dict[int, tuple[int, float]] = {}   # see ``_fast_conv``
         self.tape = Tape(be)
 
     def layer(self, name: str, v, slope: float | None):
@@ -260,17 +264,7 @@ class Graph:
         sp, (w, b), be = self.specs[name], self.params[name], self.be
         tape = self.tape
         if sp.kind == "conv" and fast_conv_eligible(x, sp.k, sp.stride, slope, be):
-            u, u_dx = self.winograd.get(name, (None, None))
-            y, u = conv3x3_fast_forward(x, w, b, slope, be, u)
-            need_dx = self.input_grad or s != 0
-
-            def back(dy, x=x, y=y, w=w, u=u, u_dx=u_dx):
-                if u_dx is None and u is not None:
-                    u_dx = _grad_kernels().input_grad_weight(u)
-                dx, dw, db = conv3x3_fast_backward(dy, x, y, w, u_dx, slope, be, need_dx)
-                tape.add_param_grad(name, dw, db)
-                return (dx,)
-            return y, tape.record((s,), back)
+            return self._fast_conv(name, v, w, b, slope)
         if sp.kind == "conv":
             y, cols = conv_forward(x, w, b, sp.k, sp.stride, be)
 
@@ -287,6 +281,33 @@ class Graph:
                 return (dx,)
         v = (y, tape.record((s,), back))
         return v if slope is None else self.act(v, slope)
+
+    def _fast_conv(self, name: str, v, w, b, slope: float | None):
+        """``layer`` on the fast path: two tape entries, the conv (which takes dZ at its
+        pre-activation) and, unless ``slope`` is None, its LeakyReLU.  Where x is the
+        LeakyReLU output of a fast conv below (``self.gates``; the first such consumer
+        only), the conv sends its dX through that LeakyReLU itself, straight to the conv
+        below; the LeakyReLU's own entry then runs only if another consumer of x sends it a
+        gradient (the two add up: the LeakyReLU's backward is linear in dY)."""
+        x, s = v
+        be, tape = self.be, self.tape
+        u, u_dx = self.winograd.get(name, (None, None))
+        y, u = conv3x3_fast_forward(x, w, b, slope, be, u)
+        below = self.gates.pop(s, None)        # (the conv below's slot, its slope) or None
+        need_dx = self.input_grad or s != 0
+
+        def back(dz, x=x, w=w, u=u, u_dx=u_dx):
+            if u_dx is None and u is not None:
+                u_dx = _grad_kernels().input_grad_weight(u)
+            dx, dw, db = conv3x3_fast_backward(dz, x, w, u_dx, be, need_dx, None if below is None else below[1])
+            tape.add_param_grad(name, dw, db)
+            return (dx,)
+        z_slot = tape.record((s if below is None else below[0],), back)
+        if slope is None:
+            return y, z_slot
+        y_slot = tape.record((z_slot,), lambda dy: (_grad_kernels().leaky_relu_backward(dy, y, slope),))
+        self.gates[y_slot] = (z_slot, slope)
+        return y, y_slot
 
     def act(self, v, slope: float):
         x, s = v

@@ -48,9 +48,9 @@ class Adam:
         self.t += 1
         bc1, bc2 = 1 - BETA1 ** self.t, 1 - BETA2 ** self.t
         for key, p in params.items():
-            m = self.m.setdefault(key, np.zeros_like(p))
-            v = self.v.setdefault(key, np.zeros_like(p))
-            update(p, grads[key], m, v, lr / bc1, math.sqrt(bc2))
+            if key not in self.m:            # the first step: moments start at zero
+                self.m[key], self.v[key] = np.zeros_like(p), np.zeros_like(p)
+            update(p, grads[key], self.m[key], self.v[key], lr / bc1, math.sqrt(bc2))
         self.samples_seen += batch_size
 
 
