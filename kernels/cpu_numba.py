@@ -589,7 +589,10 @@ def _untile_planes(q, o, r0, r1, ty_n, tx_n, y, gate, gate_slope):
     r0 <= r < r1 (r = n*TY + ty): the four pixel planes of a block's output tiles interleaved
     into their image rows, rows and columns past OH/OW dropped.  With a ``gate`` (an array of
     y's shape; else None), each value is multiplied by ``gate_slope`` where the gate's is <= 0
-    (``winograd_blocks``)."""
+    (``winograd_blocks``).
+
+    The last column of an odd width is written in a loop of its own: stored right after
+    each row's loop, it kept LLVM from vectorising that loop (1.5x the time, 2x gated)."""
     oh, ow = y.shape[2], y.shape[3]
     whole = ow // 2                         # tiles of a row wholly inside the image
     for r in range(r0, r1):
@@ -601,17 +604,39 @@ def _untile_planes(q, o, r0, r1, ty_n, tx_n, y, gate, gate_slope):
             if gate is None:
                 for t in range(whole):      # both phases in one loop: LLVM interleaves in registers
                     row[2 * t], row[2 * t + 1] = q0[t], q1[t]
-                if ow % 2:
-                    row[ow - 1] = q[2 * i, j + whole]
             else:
                 g = gate[o, n, y0 + i]
                 for t in range(whole):
                     a, b = q0[t], q1[t]
                     row[2 * t] = a if g[2 * t] > 0 else a * gate_slope
                     row[2 * t + 1] = b if g[2 * t + 1] > 0 else b * gate_slope
-                if ow % 2:
-                    a = q[2 * i, j + whole]
-                    row[ow - 1] = a if g[ow - 1] > 0 else a * gate_slope
+    if ow % 2 == 0:
+        return
+    for r in range(r0, r1):                 # the last column: phase 0 of each row's last tile
+        n, y0 = r // ty_n, 2 * (r % ty_n)
+        j = (r - r0) * tx_n + whole
+        for i in range(min(2, oh - y0)):
+            a = q[2 * i, j]
+            if gate is None:
+                y[o, n, y0 + i, ow - 1] = a
+            else:
+                y[o, n, y0 + i, ow - 1] = a if gate[o, n, y0 + i, ow - 1] > 0 else a * gate_slope
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _bt_column(d, i0, k):
+    """B^T d of column k of rows i0..i0+3 of d: 4 values."""
+    d0, d1, d2, d3 = d[i0, k], d[i0 + 1, k], d[i0 + 2, k], d[i0 + 3, k]
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _store_input_tile(v, jt, e, o, f, g):
+    """v[a*4 + b, jt] = ((B^T d) B)[a, b] for the tile whose columns' B^T d are e, o, f, g."""
+    v[0, jt], v[1, jt], v[2, jt], v[3, jt] = e[0] - f[0], o[0] + f[0], f[0] - o[0], o[0] - g[0]
+    v[4, jt], v[5, jt], v[6, jt], v[7, jt] = e[1] - f[1], o[1] + f[1], f[1] - o[1], o[1] - g[1]
+    v[8, jt], v[9, jt], v[10, jt], v[11, jt] = e[2] - f[2], o[2] + f[2], f[2] - o[2], o[2] - g[2]
+    v[12, jt], v[13, jt], v[14, jt], v[15, jt] = e[3] - f[3], o[3] + f[3], f[3] - o[3], o[3] - g[3]
 
 
 @njit(nogil=True, cache=True)
@@ -624,44 +649,60 @@ def _winograd_input(x, pad, r0, r1, ty_n, tx_n, v):
     B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] (Lavin & Gray eq. 9).
     Tile tx covers columns 2tx..2tx+3, so B^T d of its columns 2tx+2, 2tx+3 is also B^T d of
     the next tile's first two: one scalar pass along the row computes each column's B^T d
-    once, keeps the last two in registers and stores the tile's 16 values by index.  The
-    tile's rows are read from x itself where they lie inside it (no padding, not past the
-    last row or column), else from a zero-padded copy (``_tile_rows``).  Measured against a
-    vectorised form that first wrote B^T d of the row out and then combined columns
-    (the F(4x4) transform's shape): 2-2.5x faster on training's rows of 6-23 tiles, 1.6x on
-    a 256-px tile's 127.
+    once, keeps the last two in registers and stores the tile's 16 values by index.  Where
+    a tile row's four input rows lie inside x, they are read from x itself: the padding's
+    columns (an even ``pad``: whole column pairs) and those past the last one as zeros,
+    without a test inside the loop over the tiles wholly inside; else from a zero-padded
+    copy (``_tile_rows``).  Measured against a vectorised form that first wrote B^T d of the
+    row out and then combined columns (the F(4x4) transform's shape): 2-2.5x faster on
+    training's rows of 6-23 tiles, 1.6x on a 256-px tile's 127; reading the rows of dX's
+    padded input (pad 2) and of odd widths from x rather than a copy: 1.5x and 1.6x.
     """
     c_n, h, w = x.shape[0], x.shape[2], x.shape[3]
     p = (r1 - r0) * tx_n
     rows = np.zeros((4, 2 * tx_n + 2), dtype=np.float32)  # a tile row's input rows, padded
     wv = min(w, 2 * tx_n + 2 - pad)                       # the rest of `rows` stays 0
-    inside_columns = pad == 0 and 2 * tx_n + 2 <= w
+    z = np.float32(0.0)
+    # tiles whose new columns 2t+2-pad and 2t+3-pad (in x) both lie inside x
+    t_inside = min(tx_n, max(0, (w - 2 + pad) // 2))
     for c in range(c_n):
         for r in range(r0, r1):
             n, y0 = r // ty_n, 2 * (r % ty_n)
-            if inside_columns and y0 + 4 <= h:
-                d, i0 = x[c, n], y0           # rows i0..i0+3 of d
+            j = c * p + (r - r0) * tx_n       # column of tile (r, 0) in row c of each matrix
+            i0 = y0 - pad                     # the tile row's first input row in x
+            if pad % 2 == 0 and 0 <= i0 and i0 + 4 <= h:
+                d = x[c, n]
+                # B^T d of columns -pad and 1 - pad: (e0..e3), (o0..o3), zeros left of x
+                e0 = e1 = e2 = e3 = o0 = o1 = o2 = o3 = z
+                if pad == 0:
+                    e0, e1, e2, e3 = _bt_column(d, i0, 0)
+                    o0, o1, o2, o3 = _bt_column(d, i0, 1)
+                for t in range(t_inside):     # (kept in scalars: tuples here ran 1.15x slower)
+                    k = 2 * t + 2 - pad       # B^T d of columns k, k + 1 of x: (f0..f3), (g0..g3)
+                    d0, d1, d2, d3 = d[i0, k], d[i0 + 1, k], d[i0 + 2, k], d[i0 + 3, k]
+                    f0, f1, f2, f3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                    d0, d1, d2, d3 = d[i0, k + 1], d[i0 + 1, k + 1], d[i0 + 2, k + 1], d[i0 + 3, k + 1]
+                    g0, g1, g2, g3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                    jt = j + t                # (B^T d) B, row a from (e_a, o_a, f_a, g_a)
+                    v[0, jt], v[1, jt], v[2, jt], v[3, jt] = e0 - f0, o0 + f0, f0 - o0, o0 - g0
+                    v[4, jt], v[5, jt], v[6, jt], v[7, jt] = e1 - f1, o1 + f1, f1 - o1, o1 - g1
+                    v[8, jt], v[9, jt], v[10, jt], v[11, jt] = e2 - f2, o2 + f2, f2 - o2, o2 - g2
+                    v[12, jt], v[13, jt], v[14, jt], v[15, jt] = e3 - f3, o3 + f3, f3 - o3, o3 - g3
+                    e0, e1, e2, e3, o0, o1, o2, o3 = f0, f1, f2, f3, g0, g1, g2, g3
+                e, o = (e0, e1, e2, e3), (o0, o1, o2, o3)
+                for t in range(t_inside, tx_n):   # the last tiles, reaching past x: zeros there
+                    k = 2 * t + 2 - pad
+                    f = _bt_column(d, i0, k) if k < w else (z, z, z, z)
+                    g = _bt_column(d, i0, k + 1) if k + 1 < w else (z, z, z, z)
+                    _store_input_tile(v, j + t, e, o, f, g)
+                    e, o = f, g
             else:
                 _tile_rows(x, c, n, y0, pad, wv, rows)
-                d, i0 = rows, 0
-            j = c * p + (r - r0) * tx_n       # column of tile (r, 0) in row c of each matrix
-            # B^T d of columns 0 and 1: (e0..e3), (o0..o3)
-            d0, d1, d2, d3 = d[i0, 0], d[i0 + 1, 0], d[i0 + 2, 0], d[i0 + 3, 0]
-            e0, e1, e2, e3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-            d0, d1, d2, d3 = d[i0, 1], d[i0 + 1, 1], d[i0 + 2, 1], d[i0 + 3, 1]
-            o0, o1, o2, o3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-            for t in range(tx_n):
-                k = 2 * t + 2                 # B^T d of columns k, k + 1: (f0..f3), (g0..g3)
-                d0, d1, d2, d3 = d[i0, k], d[i0 + 1, k], d[i0 + 2, k], d[i0 + 3, k]
-                f0, f1, f2, f3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-                d0, d1, d2, d3 = d[i0, k + 1], d[i0 + 1, k + 1], d[i0 + 2, k + 1], d[i0 + 3, k + 1]
-                g0, g1, g2, g3 = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-                jt = j + t                    # (B^T d) B, row a from (e_a, o_a, f_a, g_a)
-                v[0, jt], v[1, jt], v[2, jt], v[3, jt] = e0 - f0, o0 + f0, f0 - o0, o0 - g0
-                v[4, jt], v[5, jt], v[6, jt], v[7, jt] = e1 - f1, o1 + f1, f1 - o1, o1 - g1
-                v[8, jt], v[9, jt], v[10, jt], v[11, jt] = e2 - f2, o2 + f2, f2 - o2, o2 - g2
-                v[12, jt], v[13, jt], v[14, jt], v[15, jt] = e3 - f3, o3 + f3, f3 - o3, o3 - g3
-                e0, e1, e2, e3, o0, o1, o2, o3 = f0, f1, f2, f3, g0, g1, g2, g3
+                e, o = _bt_column(rows, 0, 0), _bt_column(rows, 0, 1)
+                for t in range(tx_n):
+                    f, g = _bt_column(rows, 0, 2 * t + 2), _bt_column(rows, 0, 2 * t + 3)
+                    _store_input_tile(v, j + t, e, o, f, g)
+                    e, o = f, g
 
 
 @njit(nogil=True, cache=True)

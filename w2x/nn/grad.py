@@ -79,7 +79,12 @@ def conv_backward(dy, x_shape, cols, w, k: int, stride: int, be: Backend):
 
 
 def deconv_forward(x, wt, b, k: int, stride: int, pad: int, be: Backend):
-    """Transposed conv: x (C, N, H, W), wt (OC*k*k, C) -> y (OC, N, OH, OW) by GEMM + col2im."""
+    """Transposed conv: x (C, N, H, W), wt (OC*k*k, C) -> y (OC, N, OH, OW) by GEMM + col2im,
+    or in float32 by the backend's fused ``conv_transpose`` where it has one (inference's:
+    numba's gathers each output row on the workers, with the bias; ``ops.conv_transpose``
+    is its reference)."""
+    if be.conv_transpose is not None and x.dtype == wt.dtype == np.float32:
+        return be.conv_transpose(x, wt, b, k, stride, pad, None)
     c, n, h, w = x.shape
     oc = wt.shape[0] // (k * k)
     cols = be.matmul(wt, x.reshape(c, n * h * w))                       # (OC*k*k, N*H*W)
