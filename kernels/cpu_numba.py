@@ -94,6 +94,13 @@ DECONV_BLOCK_BYTES = 4 << 20
 # it saves.
 ELEMENTWISE_SPLIT_MIN = 1 << 20
 _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
+# LLVM vectorises the transforms' unit-stride loops 16 float32 at a time (AVX-512 here) and
+# runs a loop's last n % 16 steps one value at a time: the output transforms of a 63-tile
+# row took 1.6x the time per value of a 64-tile one.  They run their loops to the next
+# multiple of this (``_vector_length``) over scratch rows that long, reading up to 15
+# values past the tiles (the next tiles, or a stack's skew: ``_stack_stride``) whose
+# results are never stored.
+VECTOR_FLOATS = 16
 # Every GEMM here goes through this one name (NumPy's float32 matmul, BLAS sgemm), so that
 # tools/layer_profile.py can time GEMMs apart from the transforms around them.
 _gemm = np.matmul
@@ -289,7 +296,8 @@ def _matrices(stack: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def _stack_stride(size: int) -> int:
     """Floats from one matrix of a Winograd stack to the next: ``size`` rounded up to 4 KiB,
-    plus one 64-byte cache line.
+    plus one 64-byte cache line (``VECTOR_FLOATS``: the output transforms read that far
+    past a matrix's last value, never using what they read there).
 
     The transforms read or write all 16 or 36 matrices of a stack at once, one row each.
     Where the matrices lie a multiple of 4 KiB apart (as often: C * tiles * 4 bytes, with C
@@ -298,7 +306,14 @@ def _stack_stride(size: int) -> int:
     machine's one thread: dY's transform of a (256, 16, 12, 12) gradient took 8.4 ms
     unskewed, 1.1 ms skewed.
     """
-    return -(-size // 1024) * 1024 + 16
+    return -(-size // 1024) * 1024 + VECTOR_FLOATS
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _vector_length(n: int) -> int:
+    """``n`` rounded up to a multiple of ``VECTOR_FLOATS``: an output transform's loop over
+    n tiles runs this far (see there)."""
+    return -(-n // VECTOR_FLOATS) * VECTOR_FLOATS
 
 
 def _threads() -> int:
@@ -715,7 +730,7 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y, gate, gate_slope):
 
     A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] (Lavin & Gray eq. 9).  For each output channel the
     block's P tiles lie side by side in every matrix, so the transform is one unit-stride
-    loop over all of them (which LLVM vectorises, however short an image row is: 6-23
+    loop over all of them (run to ``_vector_length``; LLVM vectorises it, however short an image row is: 6-23
     tiles on a training batch), into the four pixel planes of ``q``; then ``_untile_planes``
     interleaves each tile row's planes into its two output rows.  Against a loop per tile
     row (the F(4x4) transform's shape): 2-3x faster on training's rows, 1.1x on a 254-px
@@ -724,21 +739,22 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y, gate, gate_slope):
     """
     oc = y.shape[0]
     p = (r1 - r0) * tx_n
-    s = np.empty((8, p), dtype=np.float32)    # A^T M: s[4*i + b, tile] = (A^T M)[i, b]
-    q = np.empty((4, p), dtype=np.float32)    # q[2*i + k, tile]: output pixel (i, k) of each tile
+    pv = _vector_length(p)                    # the loops' length: ``VECTOR_FLOATS``
+    s = np.empty((8, pv), dtype=np.float32)   # A^T M: s[4*i + b, tile] = (A^T M)[i, b]
+    q = np.empty((4, pv), dtype=np.float32)   # q[2*i + k, tile]: output pixel (i, k) of each tile
     for o in range(oc):
         bo = bias[o]
         j0 = o * p                            # column of the block's first tile in row o
         for b in range(4):
-            m0, m1, m2, m3 = m[b, j0:j0 + p], m[4 + b, j0:j0 + p], m[8 + b, j0:j0 + p], m[12 + b, j0:j0 + p]
+            m0, m1, m2, m3 = m[b, j0:j0 + pv], m[4 + b, j0:j0 + pv], m[8 + b, j0:j0 + pv], m[12 + b, j0:j0 + pv]
             s0, s1 = s[b], s[4 + b]
-            for t in range(p):
+            for t in range(pv):
                 s0[t] = m0[t] + m1[t] + m2[t]
                 s1[t] = m1[t] - m2[t] - m3[t]
         for i in range(2):
             a0, a1, a2, a3 = s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]
             q0, q1 = q[2 * i], q[2 * i + 1]
-            for t in range(p):
+            for t in range(pv):
                 e0 = a0[t] + a1[t] + a2[t] + bo
                 e1 = a1[t] - a2[t] - a3[t] + bo
                 q0[t], q1[t] = max(e0, e0 * slope), max(e1, e1 * slope)
@@ -807,12 +823,14 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
 
         [[1, 1, 1, 1, 1, 0], [0, 1, -1, 1/2, -2, 0], [0, 1, 1, 1/4, 4, 0], [0, 1, -1, 1/8, -8, 1]]
 
-    Each step is a unit-stride loop over the TX tiles of a row, which LLVM vectorises.
+    Each step is a unit-stride loop over the TX tiles of a row (run to ``_vector_length``),
+    which LLVM vectorises.
     """
     oc, _, oh, ow = y.shape
     p = (r1 - r0) * tx_n
-    s = np.empty((24, tx_n), dtype=np.float32)       # A^T M: s[6*i + b, tx] = (A^T M)[i, b]
-    q = np.empty((4, 4 * tx_n), dtype=np.float32)    # four output rows, columns interleaved
+    tv = _vector_length(tx_n)                        # the loops' length: ``VECTOR_FLOATS``
+    s = np.empty((24, tv), dtype=np.float32)         # A^T M: s[6*i + b, tx] = (A^T M)[i, b]
+    q = np.empty((4, 4 * tv), dtype=np.float32)      # four output rows, columns interleaved
     h2, h4, h8 = np.float32(0.5), np.float32(0.25), np.float32(0.125)   # float32 arithmetic
     f2, f4, f8 = np.float32(2), np.float32(4), np.float32(8)
     for o in range(oc):
@@ -821,10 +839,10 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
             n, y0 = r // ty_n, 4 * (r % ty_n)
             j = o * p + (r - r0) * tx_n         # column of tile (r, 0) in row o of each matrix
             for b in range(6):
-                m0, m1, m2 = m[b, j:j + tx_n], m[6 + b, j:j + tx_n], m[12 + b, j:j + tx_n]
-                m3, m4, m5 = m[18 + b, j:j + tx_n], m[24 + b, j:j + tx_n], m[30 + b, j:j + tx_n]
+                m0, m1, m2 = m[b, j:j + tv], m[6 + b, j:j + tv], m[12 + b, j:j + tv]
+                m3, m4, m5 = m[18 + b, j:j + tv], m[24 + b, j:j + tv], m[30 + b, j:j + tv]
                 s0, s1, s2, s3 = s[b], s[6 + b], s[12 + b], s[18 + b]
-                for t in range(tx_n):
+                for t in range(tv):
                     sp, sm = m1[t] + m2[t], m1[t] - m2[t]
                     s0[t] = m0[t] + sp + m3[t] + m4[t]
                     s1[t] = sm + h2 * m3[t] - f2 * m4[t]
@@ -834,7 +852,7 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                 a0, a1, a2 = s[6 * i], s[6 * i + 1], s[6 * i + 2]
                 a3, a4, a5 = s[6 * i + 3], s[6 * i + 4], s[6 * i + 5]
                 qi = q[i]
-                for t in range(tx_n):
+                for t in range(tv):
                     sp, sm = a1[t] + a2[t], a1[t] - a2[t]
                     e0 = a0[t] + sp + a3[t] + a4[t] + bo
                     e1 = sm + h2 * a3[t] - f2 * a4[t] + bo
