@@ -13,8 +13,9 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
   this shared machine) cost more than these 0.1-3 ms loops: bias + LeakyReLU on
   (64, 250*250) took 0.34 ms serial, 1.0 ms with ``prange``; the SE mean 1.2 ms against 5.5 ms;
 * the three primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``, ``conv_transpose``)
-  cut their work into blocks, worked off by ``numba.get_num_threads()`` threads (the caller and a pool);
-  each thread runs serial ``nogil`` kernels and a *single-threaded* BLAS GEMM on its block,
+  cut their work into blocks, worked off by ``numba.get_num_threads()`` threads (the caller and
+  the crew of kernels/cpu_crew.py, whose threads wait for the next run spinning outside the
+  GIL); each thread runs serial ``nogil`` kernels and a *single-threaded* BLAS GEMM on its block,
   taking blocks until none is left.  Why not
   let OpenBLAS thread its GEMMs: its worker threads busy-wait for ~0.1 s after every call, so
   whatever runs next shares the cores with a spinning thread (measured: a 2-thread Numba
@@ -48,6 +49,7 @@ import ctypes
 import math
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, Iterator
@@ -56,6 +58,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from w2x.kernels.cpu_crew import Crew
 from w2x.nn.ops import WINOGRAD_TILES, out_size, transposed_out_size
 
 # Per-thread scratch of one Winograd block: (m+2)^2 * (C + OC) * tiles float32 values (plus
@@ -265,7 +268,8 @@ def _openblas_thread_control():
 _BLAS_THREADS = _openblas_thread_control()
 _local = threading.local()
 _pool_lock = threading.Lock()
-_helpers: ThreadPoolExecutor | None = None   # the worker threads besides the caller
+_crew: Crew | None = None                    # the worker threads besides the caller
+_helpers: ThreadPoolExecutor | None = None   # the same for callers that find the crew busy
 
 
 def _scratch(name: str, size: int) -> np.ndarray:
@@ -364,6 +368,16 @@ def _pool() -> ThreadPoolExecutor:
     return _helpers
 
 
+def _the_crew() -> Crew:
+    """The crew of ``_pool_size()`` threads (kernels/cpu_crew.py), made at first use and again
+    in a forked child (which has none of the parent's threads)."""
+    global _crew
+    with _pool_lock:
+        if _crew is None or _crew.pid != os.getpid():
+            _crew = Crew(_pool_size())
+    return _crew
+
+
 @contextlib.contextmanager
 def one_cpu_per_thread() -> Iterator[bool]:
     """Inside the block, the calling thread runs on the first CPU it may use and each
@@ -390,6 +404,7 @@ def one_cpu_per_thread() -> Iterator[bool]:
         return
     size = _pool_size()
     arrived = threading.Barrier(size)        # one task on each pool thread, never two on one
+    crew = _the_crew()                       # made now: threads made inside inherit one CPU
 
     def bind(mask_of) -> None:
         def task(i: int) -> None:
@@ -397,6 +412,8 @@ def one_cpu_per_thread() -> Iterator[bool]:
             os.sched_setaffinity(0, mask_of(i))
         for f in [_pool().submit(task, i) for i in range(size)]:
             f.result()
+        while not crew.try_run(lambda i: os.sched_setaffinity(0, mask_of(i)), lambda: None):
+            time.sleep(0.001)                # another thread's run of blocks holds the crew
 
     def unbind() -> None:
         try:
@@ -420,8 +437,10 @@ def one_cpu_per_thread() -> Iterator[bool]:
 
 def _run_blocks(blocks: list, work, blas: bool = True) -> None:
     """Call ``work(block)`` for every block, on the calling thread and up to
-    ``_threads() - 1`` pool threads, each taking the next block until none is left (dynamic
+    ``_threads() - 1`` worker threads, each taking the next block until none is left (dynamic
     scheduling, so a thread that another process slows down just takes fewer blocks).
+    The workers are the crew (kernels/cpu_crew.py: they wait for the next run spinning), or
+    the pool where another thread's run holds the crew (or a block's work runs blocks).
     ``blas``: the work calls BLAS, which then runs single-threaded, and without control
     over the BLAS threads the blocks run one after another here."""
     if blas and _BLAS_THREADS is None:
@@ -429,6 +448,7 @@ def _run_blocks(blocks: list, work, blas: bool = True) -> None:
             work(b)
         return
     todo, lock = iter(blocks), threading.Lock()
+    helpers = min(len(blocks), _threads()) - 1
 
     def worker():
         while True:
@@ -439,13 +459,16 @@ def _run_blocks(blocks: list, work, blas: bool = True) -> None:
             work(b)
 
     with _single_threaded_blas() if blas else contextlib.nullcontext():
-        helpers = [_pool().submit(worker) for _ in range(min(len(blocks), _threads()) - 1)]
-        try:
+        if helpers < 1:
             worker()
-        finally:
-            wait(helpers)       # they write into the caller's arrays: never return before them
-        for f in helpers:
-            f.result()          # re-raise a helper's exception
+        elif not _the_crew().try_run(lambda i: worker() if i < helpers else None, worker):
+            futures = [_pool().submit(worker) for _ in range(helpers)]
+            try:
+                worker()
+            finally:
+                wait(futures)   # they write into the caller's arrays: never return before them
+            for f in futures:
+                f.result()      # re-raise a helper's exception
 
 
 def _block_rows(rows: int, fit: int, multiple: int) -> int:

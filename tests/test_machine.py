@@ -56,6 +56,17 @@ def test_reuse_freed_memory_is_a_no_op_off_linux(monkeypatch):
     assert machine.reuse_freed_memory() is False
 
 
+def _crew_affinities(kn) -> list[frozenset]:
+    """The CPUs each thread of kernels/cpu_crew.py's crew may run on, as each reports them."""
+    crew = kn._the_crew()
+    seen = [None] * crew.size
+
+    def report(i):
+        seen[i] = frozenset(os.sched_getaffinity(0))
+    assert crew.try_run(report, lambda: None)
+    return seen
+
+
 def test_one_cpu_per_thread_binds_the_caller_and_the_workers_and_lets_them_go():
     """The caller on the first allowed CPU, each numba worker on one of the next; after the
     block, both may use every CPU they could before."""
@@ -71,12 +82,15 @@ def test_one_cpu_per_thread_binds_the_caller_and_the_workers_and_lets_them_go():
         assert os.sched_getaffinity(0) == {cpus[0]}
         seen = {frozenset(kn._pool().submit(os.sched_getaffinity, 0).result()) for _ in range(8)}
         assert seen <= {frozenset({c}) for c in cpus[1:]} and seen
+        assert set(_crew_affinities(kn)) <= {frozenset({c}) for c in cpus[1:]}
     assert os.sched_getaffinity(0) == before
     assert kn._pool().submit(os.sched_getaffinity, 0).result() == before
+    assert set(_crew_affinities(kn)) == {frozenset(before)}
     with pytest.raises(KeyError):                           # an error inside: let go all the same
         with machine.one_cpu_per_thread("numba"):
             raise KeyError("inside")
     assert os.sched_getaffinity(0) == before
     assert kn._pool().submit(os.sched_getaffinity, 0).result() == before
+    assert set(_crew_affinities(kn)) == {frozenset(before)}
     with machine.one_cpu_per_thread("numpy") as bound:     # no worker threads to place
         assert not bound and os.sched_getaffinity(0) == before
