@@ -7,11 +7,12 @@ cost two thread wake-ups through the kernel, ~30 us each on this virtual machine
 that crosses CPUs is an interrupt to a halted virtual CPU): the worker started ~60 us after
 the caller, and the caller learnt ~30 us late that the worker had finished.  Here a worker
 that has finished a run reads a shared counter in a Numba loop for up to ``SPINS`` reads
-(~0.3 ms; without the GIL, so the caller's Python runs on meanwhile) and starts as soon as it
+(~0.1 ms; without the GIL, so the caller's Python runs on meanwhile) and starts as soon as it
 changes; the caller waits for the workers' done-counters the same way.  Only past the spin
 does either sleep on a condition variable.  Measured, upconv_7's training step (batch 16,
-crop 48, 2 threads, one CPU per thread): 0.94-0.96x the time of the queue (median of 21 and 31
-interleaved pairs); vgg_7 0.99x.  The price: up to ~0.3 ms of a spinning CPU after each run.
+crop 48, 2 threads, one CPU per thread): 0.92-0.96x the time of the queue (four runs of 21-31
+interleaved pairs), vgg_7's 0.99-1.01x; inference on lena.png (256-px tiles) 0.95-0.98x.
+The price: up to ~0.1 ms of a spinning CPU after each run.
 
 The counters are read with an atomic acquire load (``_load_acquire``), so that LLVM cannot
 hoist the read out of the loop and the writes made before the counter changed are seen.
@@ -27,8 +28,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# Reads of a counter before a waiting thread sleeps: ~0.3 ms on this machine, longer than
-# the serial Python between a training step's runs of blocks (0.05-0.6 ms).
+# Reads of a counter before a waiting thread sleeps: 0.08-0.16 ms on this machine, about
+# the serial Python between most of a training step's runs of blocks (0.05-0.2 ms); five
+# times as many took 0.99x the step time.
 SPINS = 300_000
 # int64 counters per cache line: each thread's done-counter on a line of its own.
 _LINE = 8
