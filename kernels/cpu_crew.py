@@ -19,7 +19,6 @@ hoist the read out of the loop and the writes made before the counter changed ar
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Callable
 
@@ -32,7 +31,7 @@ from numba.extending import intrinsic
 # the serial Python between most of a training step's runs of blocks (0.05-0.2 ms); five
 # times as many took 0.99x the step time.
 SPINS = 300_000
-# int64 counters per cache line: each thread's done-counter on a line of its own.
+# int64 counters per cache line: each counter on a line of its own.
 _LINE = 8
 
 
@@ -69,75 +68,85 @@ def _spin_until_equal(counters, index, value, spins):
 
 class Crew:
     """``size`` daemon threads that run ``work(i)`` (i: the thread's index) whenever a caller
-    asks (``run``), one caller at a time.
+    asks (``try_run``), one caller at a time.
 
-    ``counters[0]`` is the run's number, set by the caller; ``counters[(i + 1) * _LINE]`` the
-    last run thread i finished.  Both sides spin on them (module docstring) and then sleep
-    on ``_wake``; every counter write happens under the GIL, whose lock orders it before
-    the other side's next look."""
+    ``counters[2i * _LINE]`` is the last run thread i was asked to take part in, set by the
+    caller; ``counters[(2i + 1) * _LINE]`` the last run it finished.  Each thread spins on its
+    own start counter (so a run for fewer threads wakes no others), the caller on the done
+    counters (module docstring); a thread or caller past its spin sleeps on the thread's
+    condition variable.  The counters are written and the sleep flags read under the GIL;
+    the spins read without it, by an acquire load, and re-take it before going on."""
 
     def __init__(self, size: int):
         self.size = size
-        self.counters = np.zeros((size + 1) * _LINE, np.int64)
-        self._work: Callable[[int], None] = lambda i: None
+        self.counters = np.zeros(2 * size * _LINE, np.int64)
+        self._work: Callable[[int], None] = _nothing
         self._errors: list[BaseException] = []
-        self._wake = threading.Condition()
-        self._caller_sleeps = False
+        self._wake = [threading.Condition() for _ in range(size)]
+        self._caller_sleeps = [False] * size
         self._busy = threading.Lock()
-        self.pid = os.getpid()            # the threads exist only in the process that made them
+        self._run = 0
         for i in range(size):
             threading.Thread(target=self._serve, args=(i,), daemon=True, name=f"w2x-crew-{i}").start()
 
     def _serve(self, i: int) -> None:
+        start, done = 2 * i * _LINE, (2 * i + 1) * _LINE
         seen = 0
-        done = (i + 1) * _LINE
         while True:
-            if not _spin_while_equal(self.counters, 0, seen, SPINS):
-                with self._wake:
-                    while self.counters[0] == seen:
-                        self._wake.wait()
-            seen = int(self.counters[0])
+            if not _spin_while_equal(self.counters, start, seen, SPINS):
+                with self._wake[i]:
+                    while self.counters[start] == seen:
+                        self._wake[i].wait()
+            seen = int(self.counters[start])
             try:
                 self._work(i)
             except BaseException as e:    # re-raised by the caller
                 self._errors.append(e)
             self.counters[done] = seen
-            if self._caller_sleeps:
-                with self._wake:
-                    self._wake.notify_all()
+            if self._caller_sleeps[i]:
+                with self._wake[i]:
+                    self._wake[i].notify_all()
 
-    def try_run(self, work: Callable[[int], None], main: Callable[[], None]) -> bool:
-        """Run ``work(i)`` on every thread of the crew and ``main()`` on the caller, and return
-        True once all have returned (re-raising the first exception any raised); False,
-        running nothing, when another caller holds the crew."""
+    def try_run(self, work: Callable[[int], None], main: Callable[[], None], count: int | None = None) -> bool:
+        """Run ``work(i)`` on the first ``count`` threads of the crew (all: None) and ``main()``
+        on the caller, and return True once all have returned (raising the first exception
+        any of them raised); False, running nothing, when another caller holds the crew."""
         if not self._busy.acquire(blocking=False):
             return False
+        count = self.size if count is None else max(0, min(count, self.size))
         try:
+            self._errors.clear()
             self._work = work
-            run = int(self.counters[0]) + 1
-            with self._wake:
-                self.counters[0] = run
-                self._wake.notify_all()
+            self._run += 1
+            for i in range(count):
+                with self._wake[i]:
+                    self.counters[2 * i * _LINE] = self._run
+                    self._wake[i].notify_all()
             try:
                 main()
             finally:
-                self._wait_for(run)
+                self._wait_for(count)
             if self._errors:
-                error = self._errors[0]
-                self._errors.clear()
-                raise error
+                raise self._errors[0]
             return True
         finally:
-            self._work = lambda i: None
+            self._errors.clear()          # a helper's copy of the caller's error, too
+            self._work = _nothing
             self._busy.release()
 
-    def _wait_for(self, run: int) -> None:
-        for i in range(self.size):
-            done = (i + 1) * _LINE
-            if _spin_until_equal(self.counters, done, run, SPINS):
+    def _wait_for(self, count: int) -> None:
+        for i in range(count):
+            done = (2 * i + 1) * _LINE
+            if _spin_until_equal(self.counters, done, self._run, SPINS):
                 continue
-            with self._wake:
-                self._caller_sleeps = True
-                while self.counters[done] != run:
-                    self._wake.wait()
-                self._caller_sleeps = False
+            with self._wake[i]:
+                self._caller_sleeps[i] = True
+                try:
+                    while self.counters[done] != self._run:
+                        self._wake[i].wait()
+                finally:
+                    self._caller_sleeps[i] = False
+
+
+def _nothing(i: int) -> None:
+    pass

@@ -69,7 +69,7 @@ from w2x.nn.ops import WINOGRAD_TILES, out_size, transposed_out_size
 # GFLOPS from 128 to 2048 tiles, so the block size is about cache, not GEMM shape.
 WINOGRAD_BLOCK_BYTES = 4 << 20
 # A Winograd conv's tile rows are cut into blocks of at most WINOGRAD_BLOCK_BYTES, as many as
-# a multiple of this times the workers (``_block_rows``): blocks a quarter of a thread's
+# a multiple of this times the workers, if more than one (``_block_rows``): blocks a quarter of a thread's
 # share, so that a thread slowed down (by the other process on its CPU, or by a harder
 # block) hands the last ones to the others instead of keeping them waiting.  A training
 # step (upconv_7, batch 16, crop 48, 2 threads; most of its layers would fit one block)
@@ -93,8 +93,8 @@ MATMUL_BLOCKS_PER_WORKER = 2
 # cunet's 64->64 and 128->128 2x2): fewer blocks re-multiply fewer overlapping input rows.
 DECONV_BLOCK_BYTES = 4 << 20
 # The copy and elementwise kernels split their channels between the workers from this many
-# values on (a 64-channel 128x128 tile); below it, a hand-off to the pool costs about what
-# it saves.
+# values on (a 64-channel 128x128 tile); below it, a hand-off to the workers cost about what
+# it saved (measured with the queue the crew replaced, kernels/cpu_crew.py).
 ELEMENTWISE_SPLIT_MIN = 1 << 20
 _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the fused kernels
 # LLVM vectorises the transforms' unit-stride loops 16 float32 at a time (AVX-512 here) and
@@ -369,24 +369,36 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _the_crew() -> Crew:
-    """The crew of ``_pool_size()`` threads (kernels/cpu_crew.py), made at first use and again
-    in a forked child (which has none of the parent's threads)."""
+    """The crew of ``_pool_size()`` threads (kernels/cpu_crew.py), made at first use."""
     global _crew
     with _pool_lock:
-        if _crew is None or _crew.pid != os.getpid():
+        if _crew is None:
             _crew = Crew(_pool_size())
     return _crew
+
+
+def _forget_threads() -> None:
+    """In a forked child: none of the parent's worker threads exist there, and a lock one of
+    them held stays held; start again from nothing (the next run makes new threads)."""
+    global _crew, _helpers, _pool_lock, _blas_lock, _blas_users
+    _crew, _helpers = None, None
+    _pool_lock, _blas_lock = threading.Lock(), threading.Lock()
+    _blas_users = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
 
 
 @contextlib.contextmanager
 def one_cpu_per_thread() -> Iterator[bool]:
     """Inside the block, the calling thread runs on the first CPU it may use and each
-    worker thread of the pool on one of the next (Linux ``sched_setaffinity``); after it,
-    each may use all it could before (as far as the system still grants them).  Yields
-    whether it bound them (not where the calling thread may use a single CPU, or the
-    platform cannot bind threads).
+    worker thread (the crew's and the pool's) on one of the next (Linux
+    ``sched_setaffinity``); after it, each may use all it could before (as far as the system
+    still grants them).  Yields whether it bound them (not where the calling thread may use
+    a single CPU, or the platform cannot bind threads).
 
-    Why: a training step hands its worker ~30 short blocks of work, and about every other
+    Why: a training step hands its worker ~100 short blocks of work, and about every other
     step Linux woke the worker on the CPU the calling thread was running on, where the two
     took turns while the other CPU idled.  Measured, upconv_7 (batch 16, crop 48, 2 threads):
     steps alternating 53 and 70 ms unbound, 51-52 ms bound.  Inference's few long blocks
@@ -440,7 +452,8 @@ def _run_blocks(blocks: list, work, blas: bool = True) -> None:
     ``_threads() - 1`` worker threads, each taking the next block until none is left (dynamic
     scheduling, so a thread that another process slows down just takes fewer blocks).
     The workers are the crew (kernels/cpu_crew.py: they wait for the next run spinning), or
-    the pool where another thread's run holds the crew (or a block's work runs blocks).
+    the pool where another thread's run holds the crew (or a block's work runs blocks; so
+    concurrent callers may have up to twice ``_threads() - 1`` workers between them).
     ``blas``: the work calls BLAS, which then runs single-threaded, and without control
     over the BLAS threads the blocks run one after another here."""
     if blas and _BLAS_THREADS is None:
@@ -461,7 +474,7 @@ def _run_blocks(blocks: list, work, blas: bool = True) -> None:
     with _single_threaded_blas() if blas else contextlib.nullcontext():
         if helpers < 1:
             worker()
-        elif not _the_crew().try_run(lambda i: worker() if i < helpers else None, worker):
+        elif not _the_crew().try_run(lambda i: worker(), worker, helpers):
             futures = [_pool().submit(worker) for _ in range(helpers)]
             try:
                 worker()
@@ -483,7 +496,7 @@ def _block_rows(rows: int, fit: int, multiple: int) -> int:
 def _by_channels(c: int, values: int, work) -> None:
     """``work(lo, hi)`` over channel ranges covering ``range(c)``: for ``values`` (the
     elements the work touches) from ``ELEMENTWISE_SPLIT_MIN`` on, one range per thread on
-    the pool (``_run_blocks``; the work calls no BLAS), else ``work(0, c)`` on the caller."""
+    the workers (``_run_blocks``; the work calls no BLAS), else ``work(0, c)`` on the caller."""
     threads = _threads()
     if values < ELEMENTWISE_SPLIT_MIN or c < 2 or threads < 2:
         work(0, c)
@@ -690,7 +703,7 @@ def _winograd_input(x, pad, r0, r1, ty_n, tx_n, v):
     the next tile's first two: one scalar pass along the row computes each column's B^T d
     once, keeps the last two in registers and stores the tile's 16 values by index.  Where
     a tile row's four input rows lie inside x, they are read from x itself: the padding's
-    columns (an even ``pad``: whole column pairs) and those past the last one as zeros,
+    columns (a ``pad`` of 0 or 2: a whole column pair) and those past the last one as zeros,
     without a test inside the loop over the tiles wholly inside; else from a zero-padded
     copy (``_tile_rows``).  Measured against a vectorised form that first wrote B^T d of the
     row out and then combined columns (the F(4x4) transform's shape): 2-2.5x faster on
@@ -709,7 +722,7 @@ def _winograd_input(x, pad, r0, r1, ty_n, tx_n, v):
             n, y0 = r // ty_n, 2 * (r % ty_n)
             j = c * p + (r - r0) * tx_n       # column of tile (r, 0) in row c of each matrix
             i0 = y0 - pad                     # the tile row's first input row in x
-            if pad % 2 == 0 and 0 <= i0 and i0 + 4 <= h:
+            if (pad == 0 or pad == 2) and 0 <= i0 and i0 + 4 <= h:
                 d = x[c, n]
                 # B^T d of columns -pad and 1 - pad: (e0..e3), (o0..o3), zeros left of x
                 e0 = e1 = e2 = e3 = o0 = o1 = o2 = o3 = z
@@ -939,7 +952,8 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
     ty_n, tx_n = -(-oh // tile), -(-ow // tile)        # tile x tile output tiles per column, row
     rows = n * ty_n
     fit = max(1, WINOGRAD_BLOCK_BYTES // (t2 * (c + oc) * tx_n * 4))  # tile rows a block may hold
-    per_block = _block_rows(rows, fit, _workers() * WINOGRAD_BLOCKS_PER_WORKER)
+    workers = _workers()
+    per_block = _block_rows(rows, fit, workers * WINOGRAD_BLOCKS_PER_WORKER if workers > 1 else 1)
     y = np.empty((oc, n, oh, ow), dtype=np.float32)
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
 

@@ -454,3 +454,28 @@ def test_a_tape_runs_backward_once():
     grad.backward(tape, slot, np.ones_like(y))
     with pytest.raises(RuntimeError, match="already run"):
         grad.backward(tape, slot, np.ones_like(y))
+
+
+def test_a_leaky_relu_output_with_two_consumers_sends_both_gradients_back():
+    """Graph._fast_conv: conv b takes a's LeakyReLU output and sends its dX through that
+    LeakyReLU straight to a's conv; the same output also feeds a crop-add, whose gradient
+    takes the LeakyReLU's own tape entry; the two add up at a's conv (the numba graph, with
+    its fast path, against the numpy graph, which has none)."""
+    nb = _numba_or_skip()
+    from w2x.nn.archs import LayerSpec
+    specs = {"a": LayerSpec("a", "conv", 3, 8, 3), "b": LayerSpec("b", "conv", 8, 8, 3)}
+    rng = np.random.default_rng(16)
+    params = {n: ((rng.standard_normal((sp.out_channels, sp.in_channels * 9)) * 0.3).astype(np.float32),
+                  (rng.standard_normal(sp.out_channels) * 0.1).astype(np.float32)) for n, sp in specs.items()}
+    x = rng.uniform(-1, 1, (3, 2, 14, 14)).astype(np.float32)
+    dy = rng.standard_normal((8, 2, 10, 10)).astype(np.float32)
+    results = []
+    for be in (NP, nb):
+        g = grad.Graph(specs, params, be, winograd=grad.winograd_weights(specs, params, x, be))
+        a = g.layer("a", (x, 0), 0.1)
+        y, slot = g.crop_add(g.layer("b", a, 0.1), a, 1)      # a's output used twice
+        results.append(grad.backward(g.tape, slot, dy))
+    assert a[1] not in g.gates                                  # b took a's gate on the numba row
+    for name in specs:
+        for ref, got in zip(results[0][name], results[1][name]):
+            _assert_near(got, ref.astype(np.float64), name)

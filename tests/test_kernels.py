@@ -216,7 +216,7 @@ def test_winograd_conv3x3_matches_float64_convolution(backend, tile, slope, case
 
 @pytest.mark.parametrize("backend", TWIN_BACKENDS)
 @pytest.mark.parametrize("tile", WINOGRAD_TILES)
-@pytest.mark.parametrize("pad", [1, 2])
+@pytest.mark.parametrize("pad", [1, 2, 4])
 def test_winograd_conv3x3_reads_its_padding_as_zeros(backend, tile, pad):
     """``pad`` (the input gradient's dY padded by 2): the same as the valid conv of x padded."""
     be = _winograd_backend(backend)

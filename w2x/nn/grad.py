@@ -149,7 +149,7 @@ def conv3x3_fast_forward(x, w, b, slope: float | None, be: Backend, u=None):
 
 def conv3x3_fast_backward(dz, x, w, u_dx, be: Backend, input_grad: bool = True, gate_slope: float | None = None):
     """Gradients of ``conv3x3_fast_forward``'s conv from dZ at its pre-activation (its
-    LeakyReLU's backward runs before: ``Graph.layer``): dW by Winograd run backwards with
+    LeakyReLU's backward runs before: ``Graph._fast_conv``): dW by Winograd run backwards with
     db = Σ dZ from the same transform of dZ (kernels/cpu_numba_grad.py), dX = the Winograd
     conv of dZ padded by 2 with the rotated, transposed weights ``u_dx``
     (``input_grad_weight`` of the forward's u; None for kn2row).
