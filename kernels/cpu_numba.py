@@ -808,9 +808,13 @@ def _winograd4_input(x, pad, r0, r1, ty_n, tx_n, v):
 
     Rows first (B^T d over the 6 input rows, unit stride over the whole width), then each
     transformed row is split into its 4 column phases (column 4t + q), so the column
-    transform is a unit-stride loop over the TX tiles, which LLVM vectorises.
+    transform is a unit-stride loop over the TX tiles, which LLVM vectorises.  The 6 rows are
+    read from x itself where they lie inside it (no padding), the columns past x's last
+    transformed as zeros; else from a zero-padded copy (``_tile_rows``).  Against copying
+    every tile row: the transform 1.1-1.2x faster on 256-px tiles (0.9-1.0x on 124-px ones),
+    the forward on lena.png's 256-px tiles 0.93x the time (vgg_7), 0.95x (upcunet).
     """
-    c_n, w = x.shape[0], x.shape[3]
+    c_n, h, w = x.shape[0], x.shape[2], x.shape[3]
     p = (r1 - r0) * tx_n
     width = 4 * tx_n + 4
     rows = np.zeros((6, width), dtype=np.float32)     # the 6 input rows of a tile row, 0-padded
@@ -821,10 +825,19 @@ def _winograd4_input(x, pad, r0, r1, ty_n, tx_n, v):
     for c in range(c_n):
         for r in range(r0, r1):
             n, y0 = r // ty_n, 4 * (r % ty_n)
-            _tile_rows(x, c, n, y0, pad, wv, rows)
-            d0, d1, d2, d3, d4, d5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
+            if pad == 0 and y0 + 6 <= h and w <= width:
+                xc = x[c, n]
+                d0, d1, d2, d3, d4, d5 = xc[y0], xc[y0 + 1], xc[y0 + 2], xc[y0 + 3], xc[y0 + 4], xc[y0 + 5]
+                read = w                      # columns from x; B^T of the zeros past it is 0
+                for a in range(6):
+                    for k in range(w, width):
+                        col[a, k] = 0.0
+            else:
+                _tile_rows(x, c, n, y0, pad, wv, rows)
+                d0, d1, d2, d3, d4, d5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
+                read = width
             c0, c1, c2, c3, c4, c5 = col[0], col[1], col[2], col[3], col[4], col[5]
-            for k in range(width):
+            for k in range(read):
                 e13, e24 = d1[k] - d3[k], d2[k] - d4[k]
                 c0[k] = f2 * (d0[k] + d4[k]) - f3 * e13 - f4 * d2[k]
                 c1[k] = d2[k] + f5 * d3[k] + f2 * (d4[k] - d1[k])
