@@ -29,8 +29,9 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
 backend has it): Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", CVPR 2016; points 0, 1, -1, 1/2, -2 for accuracy, see
 ``ops.WINOGRAD_BT``) does a layer's multiplications as 36 GEMMs (OC, C) @ (C, tiles), 4x fewer
-flops than im2col + GEMM, at 3-7e-6 from float64 (F(2x2, 3x3), 16 GEMMs, 2.25x, ~1e-6, runs
-when given its 16 matrices).  Its reference twin is ``ops.winograd_conv3x3``.
+flops than im2col + GEMM; F(6x6, 3x3) (64 GEMMs, 5x fewer, for the big layers:
+``layers.winograd_tile``) and F(2x2, 3x3) (16 GEMMs, 2.25x, the training backward's) run
+when given their 64 or 16 matrices.  Its reference twin is ``ops.winograd_conv3x3``.
 ``conv_transpose`` runs a transposed convolution as GEMMs on blocks of input rows, each block's
 result gathered into its output rows by column phase (the sub-pixel form) with bias +
 LeakyReLU while it is in cache; its reference twin is ``ops.conv_transpose``.
@@ -912,16 +913,148 @@ def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
             _untile_rows(q, o, n, y0, y)
 
 
+@njit(nogil=True, cache=True)
+def _winograd6_input(x, pad, r0, r1, ty_n, tx_n, v):
+    """F(6x6, 3x3) input transform: v[a*8 + b, c*P + (r - r0)*TX + tx] = (B^T d B)[a, b] for
+    the 8x8 input tile d at tile row r (= n*TY + ty), column tx (stride 6), rows r0 <= r < r1,
+    of x zero-padded by ``pad`` on every side; pixels past the input read 0.  B^T is
+    ``ops.WINOGRAD_BT[6]`` (points 0, 1, -1, 1/2, -1/2, 2, -2, inf), applied to a column
+    (d0, ..., d7) in pairs that share their terms:
+
+        v0 = 4(d0 - d6) + 21(d4 - d2)          v7 = 4(d7 - d1) + 21(d3 - d5)
+        v1, v2 = (17 d4 - 4(d2 + d6)) +- (17 d3 - 4(d1 + d5))
+        v3, v4 = (8 d2 - 10 d4 + 2 d6) +- (4 d1 - 5 d3 + d5)
+        v5, v6 = (d2 - 5 d4 + 4 d6) +- (2 d1 - 10 d3 + 8 d5)
+
+    The same passes as ``_winograd4_input``: rows first (unit stride over the whole width,
+    from x itself where the 8 rows lie inside it), each transformed row split into its 6
+    column phases, then the column transform as a unit-stride loop over the TX tiles.
+    """
+    c_n, h, w = x.shape[0], x.shape[2], x.shape[3]
+    p = (r1 - r0) * tx_n
+    width = 6 * tx_n + 6
+    rows = np.zeros((8, width), dtype=np.float32)     # the 8 input rows of a tile row, 0-padded
+    col = np.empty((8, width), dtype=np.float32)      # B^T d: the rows transformed
+    ph = np.empty((6, tx_n + 1), dtype=np.float32)    # one transformed row's column phases
+    wv = min(w, width - pad)                          # the rest of `rows` stays 0
+    f2, f4, f5, f8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)  # float32 arithmetic
+    f10, f17, f21 = np.float32(10), np.float32(17), np.float32(21)
+    for c in range(c_n):
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 6 * (r % ty_n)
+            if pad == 0 and y0 + 8 <= h and w <= width:
+                xc = x[c, n]
+                d0, d1, d2, d3 = xc[y0], xc[y0 + 1], xc[y0 + 2], xc[y0 + 3]
+                d4, d5, d6, d7 = xc[y0 + 4], xc[y0 + 5], xc[y0 + 6], xc[y0 + 7]
+                read = w                      # columns from x; B^T of the zeros past it is 0
+                for a in range(8):
+                    for k in range(w, width):
+                        col[a, k] = 0.0
+            else:
+                _tile_rows(x, c, n, y0, pad, wv, rows)
+                d0, d1, d2, d3, d4, d5, d6, d7 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]
+                read = width
+            c0, c1, c2, c3, c4, c5, c6, c7 = col[0], col[1], col[2], col[3], col[4], col[5], col[6], col[7]
+            for k in range(read):
+                a, b = f17 * d4[k] - f4 * (d2[k] + d6[k]), f17 * d3[k] - f4 * (d1[k] + d5[k])
+                e, g = f8 * d2[k] - f10 * d4[k] + f2 * d6[k], f4 * d1[k] - f5 * d3[k] + d5[k]
+                i, q = d2[k] - f5 * d4[k] + f4 * d6[k], f2 * d1[k] - f10 * d3[k] + f8 * d5[k]
+                c0[k] = f4 * (d0[k] - d6[k]) + f21 * (d4[k] - d2[k])
+                c1[k], c2[k] = a + b, a - b
+                c3[k], c4[k] = e + g, e - g
+                c5[k], c6[k] = i + q, i - q
+                c7[k] = f4 * (d7[k] - d1[k]) + f21 * (d3[k] - d5[k])
+            j = c * p + (r - r0) * tx_n         # column of tile (r, 0) in row c of each matrix
+            for a8 in range(0, 64, 8):
+                ca = col[a8 // 8]
+                for k in range(6):            # one phase per loop: LLVM vectorises each
+                    pk = ph[k]                # as gathers (all six in one loop ran 1.7x slower)
+                    for t in range(tx_n + 1):
+                        pk[t] = ca[6 * t + k]
+                q0, q1, q2, q3, q4, q5 = ph[0], ph[1], ph[2], ph[3], ph[4], ph[5]
+                v0, v1, v2, v3 = v[a8, j:j + tx_n], v[a8 + 1, j:j + tx_n], v[a8 + 2, j:j + tx_n], v[a8 + 3, j:j + tx_n]
+                v4, v5, v6, v7 = v[a8 + 4, j:j + tx_n], v[a8 + 5, j:j + tx_n], v[a8 + 6, j:j + tx_n], v[a8 + 7, j:j + tx_n]
+                for t in range(tx_n):
+                    e0, e1, e2, e3, e4, e5, e6, e7 = q0[t], q1[t], q2[t], q3[t], q4[t], q5[t], q0[t + 1], q1[t + 1]
+                    a, b = f17 * e4 - f4 * (e2 + e6), f17 * e3 - f4 * (e1 + e5)
+                    e, g = f8 * e2 - f10 * e4 + f2 * e6, f4 * e1 - f5 * e3 + e5
+                    i, q = e2 - f5 * e4 + f4 * e6, f2 * e1 - f10 * e3 + f8 * e5
+                    v0[t] = f4 * (e0 - e6) + f21 * (e4 - e2)
+                    v1[t], v2[t] = a + b, a - b
+                    v3[t], v4[t] = e + g, e - g
+                    v5[t], v6[t] = i + q, i - q
+                    v7[t] = f4 * (e7 - e1) + f21 * (e3 - e5)
+
+
+@njit(nogil=True, cache=True)
+def _winograd6_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
+    """F(6x6, 3x3) output transform: y[o, n, 6ty:6ty+6, 6tx:6tx+6] = LeakyReLU(A^T M A + bias)
+    for the tiles of rows r0 <= r < r1, M[a, b] = m[a*8 + b, o*P + (r - r0)*TX + tx]; rows and
+    columns past OH/OW dropped.  A^T is ``ops.WINOGRAD_AT[6]``; on a column (m0, ..., m7),
+    with p, q = m1 +- m2, r, s = m3 +- m4, t, u = m5 +- m6:
+
+        y0 = m0 + p + r + t         y1 = q + s/2 + 2u           y2 = p + r/4 + 4t
+        y3 = q + s/8 + 8u           y4 = p + r/16 + 16t         y5 = q + s/32 + 32u + m7
+
+    The same passes as ``_winograd4_output``, each a unit-stride loop over the TX tiles of a
+    row (run to ``_vector_length``).
+    """
+    oc, _, oh, ow = y.shape
+    p = (r1 - r0) * tx_n
+    tv = _vector_length(tx_n)                        # the loops' length: ``VECTOR_FLOATS``
+    s = np.empty((48, tv), dtype=np.float32)         # A^T M: s[8*i + b, tx] = (A^T M)[i, b]
+    q = np.empty((6, 6 * tv), dtype=np.float32)      # six output rows, columns interleaved
+    h2, h4, h8 = np.float32(1 / 2), np.float32(1 / 4), np.float32(1 / 8)   # float32 arithmetic
+    h16, h32 = np.float32(1 / 16), np.float32(1 / 32)
+    f2, f4, f8, f16, f32 = np.float32(2), np.float32(4), np.float32(8), np.float32(16), np.float32(32)
+    for o in range(oc):
+        bo = bias[o]
+        for r in range(r0, r1):
+            n, y0 = r // ty_n, 6 * (r % ty_n)
+            j = o * p + (r - r0) * tx_n         # column of tile (r, 0) in row o of each matrix
+            for b in range(8):
+                m0, m1, m2, m3 = m[b, j:j + tv], m[8 + b, j:j + tv], m[16 + b, j:j + tv], m[24 + b, j:j + tv]
+                m4, m5, m6, m7 = m[32 + b, j:j + tv], m[40 + b, j:j + tv], m[48 + b, j:j + tv], m[56 + b, j:j + tv]
+                s0, s1, s2, s3, s4, s5 = s[b], s[8 + b], s[16 + b], s[24 + b], s[32 + b], s[40 + b]
+                for t in range(tv):
+                    sp, sm = m1[t] + m2[t], m1[t] - m2[t]
+                    rp, rm = m3[t] + m4[t], m3[t] - m4[t]
+                    tp, tm = m5[t] + m6[t], m5[t] - m6[t]
+                    s0[t] = m0[t] + sp + rp + tp
+                    s1[t] = sm + h2 * rm + f2 * tm
+                    s2[t] = sp + h4 * rp + f4 * tp
+                    s3[t] = sm + h8 * rm + f8 * tm
+                    s4[t] = sp + h16 * rp + f16 * tp
+                    s5[t] = sm + h32 * rm + f32 * tm + m7[t]
+            for i in range(6):
+                a0, a1, a2, a3 = s[8 * i], s[8 * i + 1], s[8 * i + 2], s[8 * i + 3]
+                a4, a5, a6, a7 = s[8 * i + 4], s[8 * i + 5], s[8 * i + 6], s[8 * i + 7]
+                qi = q[i]
+                for t in range(tv):
+                    sp, sm = a1[t] + a2[t], a1[t] - a2[t]
+                    rp, rm = a3[t] + a4[t], a3[t] - a4[t]
+                    tp, tm = a5[t] + a6[t], a5[t] - a6[t]
+                    e0 = a0[t] + sp + rp + tp + bo
+                    e1 = sm + h2 * rm + f2 * tm + bo
+                    e2 = sp + h4 * rp + f4 * tp + bo
+                    e3 = sm + h8 * rm + f8 * tm + bo
+                    e4 = sp + h16 * rp + f16 * tp + bo
+                    e5 = sm + h32 * rm + f32 * tm + a7[t] + bo
+                    qi[6 * t], qi[6 * t + 1], qi[6 * t + 2] = max(e0, e0 * slope), max(e1, e1 * slope), max(e2, e2 * slope)
+                    qi[6 * t + 3], qi[6 * t + 4], qi[6 * t + 5] = max(e3, e3 * slope), max(e4, e4 * slope), max(e5, e5 * slope)
+            _untile_rows(q, o, n, y0, y)
+
+
 def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None,
                      pad: int = 0) -> np.ndarray:
     """Twin of ``ops.winograd_conv3x3``: 3x3 stride-1 convolution of x zero-padded by ``pad``
-    + bias + LeakyReLU, by F(2x2, 3x3) or F(4x4, 3x3) as ``u`` says.
+    + bias + LeakyReLU, by F(2x2, 3x3), F(4x4, 3x3) or F(6x6, 3x3) as ``u`` says.
 
     Parameters
     ----------
     x : float32 (C, N, H, W)
     u : float32 ((m+2)^2, OC, C), ``ops.winograd_weight(w2d, C, m)``: 16 matrices for
-        F(2x2), 36 for F(4x4)
+        F(2x2), 36 for F(4x4), 64 for F(6x6)
     bias : float32 (OC,)
     slope : LeakyReLU slope, or None for no activation
     pad : zero rows and columns around x (the transforms read them as 0; no padded copy)
@@ -955,7 +1088,8 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
     c, n, h, w = x.shape
     t2, oc = u.shape[0], u.shape[1]
     tile = WINOGRAD_TILES[t2]
-    transform_in = _winograd_input if tile == 2 else _winograd4_input
+    transform_in = {2: _winograd_input, 4: _winograd4_input, 6: _winograd6_input}[tile]
+    transform_out = {4: _winograd4_output, 6: _winograd6_output}.get(tile)
     oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
     if gate is not None and (tile != 2 or gate.shape != (oc, n, oh, ow)):
         raise ValueError(f"a gate must have the output's shape {(oc, n, oh, ow)} and u F(2x2)'s 16 "
@@ -980,6 +1114,6 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
         if tile == 2:
             _winograd_output(m, bias, s, r0, r1, ty_n, tx_n, y, gate, gs)
         else:
-            _winograd4_output(m, bias, s, r0, r1, ty_n, tx_n, y)
+            transform_out(m, bias, s, r0, r1, ty_n, tx_n, y)
 
     return y, list(range(0, rows, per_block)), work

@@ -32,9 +32,11 @@ from w2x.pipeline import Options  # noqa: E402
 
 # Chunked and whole runs feed the same pixels to the same weights; only the number of
 # columns per GEMM differs (tile sizes, chunk edges), which changes how BLAS/Winograd
-# blocks its sums: measured at most 1.0e-6 (vgg_7 noise + scale, two passes), 3.6e-7 for
-# one pass, and 0 for upcunet (same tiles, same GEMMs). 8 float32 ulps at 1.0:
-LOCAL_ATOL = 1e-6 * 2
+# blocks its sums and where Winograd's tiles lie: measured at most 1.0e-6 (vgg_7 noise +
+# scale, two passes) and 3.6e-7 for one pass with F(4x4) everywhere, 3.0e-6 and 2.5e-6
+# since the 128-channel layers run F(6x6) (3-4x F(4x4)'s rounding), and 0 for upcunet (same
+# tiles, same GEMMs). About 34 float32 ulps at 1.0:
+LOCAL_ATOL = 1e-6 * 4
 # float32 chunks against the float64 whole-image reference (tests/reference_net.py)
 REFERENCE_ATOL = 1e-4
 # upcunet chunks run the very tiles of the whole image: equal to the last bit.

@@ -60,6 +60,20 @@ def test_conv2d_matches_naive_loop(case, backend):
     np.testing.assert_allclose(y, conv2d_naive(x, wt, b, s), atol=FLOAT32_ATOL)
 
 
+@pytest.mark.parametrize("c, oc, tile", [(64, 128, 4), (128, 128, 6), (128, 256, 6)])
+def test_big_3x3_layers_take_the_bigger_winograd_tile(c, oc, tile):
+    """``winograd_tile``: F(6x6) from 128 x 128 channels on (64 matrices), F(4x4) below (36),
+    and either matches the loop reference."""
+    pytest.importorskip("numba")
+    be = get_backend("numba")
+    rng = _rng(c + oc)
+    x, wt, b = rng.random((1, c, 9, 14)), rng.standard_normal((oc, c, 3, 3)) / np.sqrt(9 * c), rng.standard_normal(oc)
+    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), 3, 1).on(be)
+    assert layer.winograd_u.shape == ((tile + 2) ** 2, oc, c)
+    y = layer(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32), be, None)  # (C, N, H, W) in
+    np.testing.assert_allclose(y.transpose(1, 0, 2, 3), conv2d_naive(x, wt, b), atol=FLOAT32_ATOL)
+
+
 def test_kn2row_matches_its_shifted_planes_loop():
     """kn2row (layers.Conv2d._kn2row) against a loop over its own definition: one product
     per kernel offset (i, j), each plane shifted by (i, j) and summed."""

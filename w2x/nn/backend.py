@@ -46,7 +46,7 @@ class Backend:
     to_device: Callable           # host ndarray -> backend array
     to_host: Callable             # backend array -> host ndarray
     # (x, u, bias, slope, pad=0) -> y: a whole 3x3 stride-1 conv of x zero-padded by pad, by
-    # Winograd F(2x2, 3x3) or F(4x4, 3x3) (as u's length says), twin of ops.winograd_conv3x3;
+    # Winograd F(2x2, 3x3), F(4x4, 3x3) or F(6x6, 3x3) (as u's length says), twin of ops.winograd_conv3x3;
     # None: such layers use im2col + matmul like every other conv
     winograd_conv3x3: Callable | None = None
     # True: convs with few outputs (128->3) run as kn2row (layers.Conv2d._kn2row), which the

@@ -23,6 +23,18 @@ KN2ROW_MIN_RATIO = 4
 # fewer than im2col + GEMM, 1.8x fewer than F(2x2)'s 16 per 4) at a float32 error of 3-7e-6
 # against float64 on 64- to 256-channel layers (F(2x2): ~1e-6), see ``ops.WINOGRAD_BT``.
 WINOGRAD_TILE = 4
+# Layers with at least this many products per pixel (C * OC) take F(6x6, 3x3) instead: 64
+# products per 36 outputs, 1.27x fewer than F(4x4), at 3-4x its float32 error (ops.WINOGRAD_BT).
+# It only gains where the GEMMs are big: a 128->128 layer on a 256-px tile (1 thread)
+# 73 -> 70 ms (GEMM 47.5 -> 38.9 ms, the transforms 25.6 -> 31.3), 64->64 20.8 -> 21.4 ms;
+# lena.png at 2x (2 threads, one process, medians of 5 pairs) 0.96x the time of F(4x4)
+# everywhere on upconv_7 (1 thread 0.85x), 0.97x on upcunet, 0.99x on vgg_7.
+WINOGRAD_BIG_TILE_MIN_PRODUCTS = 128 * 128
+
+
+def winograd_tile(in_channels: int, out_channels: int) -> int:
+    """The output tile m of the F(m x m, 3x3) a 3x3 stride-1 layer runs by."""
+    return 6 if in_channels * out_channels >= WINOGRAD_BIG_TILE_MIN_PRODUCTS else WINOGRAD_TILE
 
 
 @dataclass(frozen=True)
@@ -36,8 +48,9 @@ class Conv2d:
     bias: np.ndarray      # (OC,) float32
     k: int
     stride: int = 1
-    # the same weight for Winograd F(4x4, 3x3), (36, OC, C): set by ``on`` for a backend
-    # with ``winograd_conv3x3``, on 3x3 stride-1 layers (4x fewer flops than im2col + GEMM)
+    # the same weight for Winograd F(m x m, 3x3), ((m+2)^2, OC, C), m = ``winograd_tile``: set
+    # by ``on`` for a backend with ``winograd_conv3x3``, on 3x3 stride-1 layers (4-5x fewer
+    # flops than im2col + GEMM)
     winograd_u: np.ndarray | None = None
     # the same weight for kn2row, (OC*k*k, C): set by ``on`` for a backend with ``kn2row``,
     # on narrow stride-1 layers (C >= KN2ROW_MIN_RATIO * OC, e.g. 128->3)
@@ -57,7 +70,7 @@ class Conv2d:
         winograd = be.winograd_conv3x3 is not None and k == 3 and self.stride == 1
         kn2row = be.kn2row and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * self.out_channels
         return Conv2d(be.to_device(self.w2d), be.to_device(self.bias), k, self.stride,
-                      winograd_u=winograd_weight(self.w2d, c, WINOGRAD_TILE) if winograd and not kn2row else None,
+                      winograd_u=winograd_weight(self.w2d, c, winograd_tile(c, self.out_channels)) if winograd and not kn2row else None,
                       kn2row_w=kn2row_weight(self.w2d, c, k) if kn2row else None)
 
     def __call__(self, x, be: Backend, slope: float | None):

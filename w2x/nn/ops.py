@@ -156,27 +156,42 @@ def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
 #   256-channel layers: 4-7e-6 max, 3-6e-7 RMS against float64, where Lavin's 0, +-1, +-2
 #   and the symmetric 0, +-1, +-1/2 both had 0.9-2e-5 max, 5-9e-7 RMS (F(2x2): 0.8-1.8e-6;
 #   im2col + GEMM 1-2e-6).
+#   F(6x6): points 0, 1, -1, 1/2, -1/2, 2, -2, inf; 64 products per 36 outputs (5.06x fewer,
+#   1.27x fewer than F(4x4)), at 3-4x F(4x4)'s float32 error (``python tools/winograd_error.py``
+#   against float64, random inputs in [0, 1] through vgg_7's and upconv_7's weights): on
+#   the 128-channel layers up to 9.6e-5 max, 3-4e-6 RMS (F(4x4) 2.4e-5, 1.5e-6); through the
+#   whole vgg_7 on lena 4.0e-6 max (F(4x4) 1.4e-6, F(2x2) 0.7e-6).
 WINOGRAD_BT = {
     2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
     4: np.array([[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, -2, 5, -1, -2, 0],
                  [0, 2, 1, -2, -1, 0], [0, 1, -2, -1, 2, 0], [0, 2, -3, -4, 3, 2]]),
+    6: np.array([[4, 0, -21, 0, 21, 0, -4, 0], [0, -4, -4, 17, 17, -4, -4, 0],
+                 [0, 4, -4, -17, 17, 4, -4, 0], [0, 4, 8, -5, -10, 1, 2, 0],
+                 [0, -4, 8, 5, -10, -1, 2, 0], [0, 2, 1, -10, -5, 8, 4, 0],
+                 [0, -2, 1, 10, -5, -8, 4, 0], [0, -4, 0, 21, 0, -21, 0, 4]]),
 }  # input transform (m+2, m+2)
 WINOGRAD_G = {
     2: np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]),
     4: np.array([[1 / 2, 0, 0], [1 / 6, 1 / 6, 1 / 6], [1 / 6, -1 / 6, 1 / 6],
                  [16 / 15, 8 / 15, 4 / 15], [1 / 30, -1 / 15, 2 / 15], [0, 0, 1 / 2]]),
+    6: np.array([[1 / 4, 0, 0], [1 / 18, 1 / 18, 1 / 18], [1 / 18, -1 / 18, 1 / 18],
+                 [16 / 45, 8 / 45, 4 / 45], [16 / 45, -8 / 45, 4 / 45],
+                 [1 / 360, 1 / 180, 1 / 90], [1 / 360, -1 / 180, 1 / 90], [0, 0, 1 / 4]]),
 }  # filter transform (m+2, 3), float64
 WINOGRAD_AT = {
     2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]]),
     4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, .5, -2, 0], [0, 1, 1, .25, 4, 0],
                  [0, 1, -1, .125, -8, 1]]),
+    6: np.array([[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 1 / 2, -1 / 2, 2, -2, 0],
+                 [0, 1, 1, 1 / 4, 1 / 4, 4, 4, 0], [0, 1, -1, 1 / 8, -1 / 8, 8, -8, 0],
+                 [0, 1, 1, 1 / 16, 1 / 16, 16, 16, 0], [0, 1, -1, 1 / 32, -1 / 32, 32, -32, 1]]),
 }  # output transform (m, m+2)
 WINOGRAD_TILES = {(m + 2) ** 2: m for m in WINOGRAD_BT}  # len(U) -> output tile size m
 
 
 def winograd_weight(w2d: np.ndarray, in_channels: int, m: int = 2) -> np.ndarray:
     """A 3x3 conv weight (OC, C*3*3) as the (m+2)^2 Winograd matrices ``U = G g G^T`` of
-    F(m x m, 3x3), m = 2 or 4: ((m+2)^2, OC, C).
+    F(m x m, 3x3), m = 2, 4 or 6: ((m+2)^2, OC, C).
 
     Computed in float64 and rounded once, so U carries no more error than the weight itself.
     """
@@ -206,7 +221,7 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     ----------
     x : float32 (C, N, H, W)
     u : float32 ((m+2)^2, OC, C), ``winograd_weight(w2d, C, m)``: 16 matrices for F(2x2),
-        36 for F(4x4)
+        36 for F(4x4), 64 for F(6x6)
     bias : float32 (OC,); slope : float or None (no activation); pad : zero rows and columns
         around x
 
