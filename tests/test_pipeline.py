@@ -5,6 +5,8 @@ loops rather than by calling the code under test twice.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -205,6 +207,22 @@ def test_local_net_tiles_shrink_to_small_images_cunet_tiles_do_not():
     assert (g.tile, g.n_h, g.n_w) == (44, 1, 1)
     up = load_model(model_path("cunet/art/scale2.0x_model.json.gz")).config
     assert tile_grid(24, 30, up, 256).tile == 256
+
+
+def test_local_net_tiles_are_balanced_no_more_of_them_than_the_originals():
+    """``balanced_tile``: as many tiles as the original's grid of ``tile_size`` tiles, each as
+    small as still covers the input (2x of lena by vgg_7: 5 x 5 tiles of 219, not 256)."""
+    vgg = load_model(model_path("vgg_7/art/scale2.0x_model.json.gz")).config
+    g = tile_grid(1024, 1024, vgg, 256)
+    assert (g.tile, g.n_h, g.n_w) == (219, 5, 5)
+    pad = vgg.input_offset
+    for h, w, size in [(1024, 1024, 256), (500, 77, 128), (242, 243, 256), (1, 999, 40), (700, 700, 700)]:
+        g, step = tile_grid(h, w, vgg, size), size - 2 * pad
+        assert (g.n_h, g.n_w) == (math.ceil(h / step), math.ceil(w / step))   # the original's count
+        assert g.n_h * g.step >= h and g.n_w * g.step >= w                     # the input covered
+        if g.step > 1:                                                         # one px less needs more tiles
+            assert math.ceil(h / (g.step - 1)) > g.n_h or math.ceil(w / (g.step - 1)) > g.n_w
+        assert g.tile <= size
 
 
 @pytest.mark.parametrize("prescale", [1, 2])
