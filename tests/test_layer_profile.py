@@ -69,3 +69,11 @@ def test_counted_multiplications_follow_each_layers_algorithm():
     layers["conv"](x, numba_be, None)
     m = WINOGRAD_TILES[plain.on(numba_be).winograd_u.shape[0]]      # 9 x 8 outputs in m x m tiles
     assert counts == [(m + 2) ** 2 * 8 * 4 * 2 * -(-9 // m) * -(-8 // m), dense_conv]
+
+
+def test_every_winograd_transform_kernel_is_timed_as_a_transform():
+    """A transform the tool does not wrap would be billed to "winograd blocks" unseen."""
+    numba_kernels = pytest.importorskip("w2x.kernels.cpu_numba")
+    transforms = {name for name in vars(numba_kernels)
+                  if name.startswith("_winograd") and name.endswith(("_input", "_output"))}
+    assert transforms and transforms <= set(_profile_tool().KERNEL_KINDS)

@@ -49,8 +49,10 @@ PRIMITIVE_KINDS = {"matmul": "gemm", "im2col": "im2col", "col2im": "col2im",
 KERNEL_KINDS = {"_gemm": "gemm", "_deconv_gather": "transposed-conv gather + bias + LReLU",
                 "_winograd_input": "winograd input transform",
                 "_winograd4_input": "winograd input transform",
+                "_winograd6_input": "winograd input transform",
                 "_winograd_output": "winograd output transform + bias + LReLU",
-                "_winograd4_output": "winograd output transform + bias + LReLU"}
+                "_winograd4_output": "winograd output transform + bias + LReLU",
+                "_winograd6_output": "winograd output transform + bias + LReLU"}
 GEMM_SHAPE = (128, 128, 4096)   # (M, K, N) of the rate measurement
 
 
@@ -198,7 +200,7 @@ def profile_arch(args, arch, be, k, rates, startup_import):
     total, seconds, (done, dense) = best
     seconds["numpy glue"] = total - sum(seconds.values())
 
-    print(f"\n## {arch} ({speed.ARCH_MODELS[arch][0]}), {len(batches)} tiles of {args.tile_size}, "
+    print(f"\n## {arch} ({speed.ARCH_MODELS[arch][0]}), {len(batches)} tiles of {batches[0].shape[-1]} (--tile-size {args.tile_size}), "
           f"{out_mp:.3f} output MP")
     print(f"start-up: import backend {startup_import:.2f} s, parse model {t_load:.2f} s, "
           f"model.on {t_on:.2f} s, first forward +{t_first_tile - t_later_tile:.2f} s (kernels load)")

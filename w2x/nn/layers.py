@@ -27,8 +27,9 @@ WINOGRAD_TILE = 4
 # products per 36 outputs, 1.27x fewer than F(4x4), at 3-4x its float32 error (ops.WINOGRAD_BT).
 # It only gains where the GEMMs are big: a 128->128 layer on a 256-px tile (1 thread)
 # 73 -> 70 ms (GEMM 47.5 -> 38.9 ms, the transforms 25.6 -> 31.3), 64->64 20.8 -> 21.4 ms;
-# lena.png at 2x (2 threads, one process, medians of 5 pairs) 0.96x the time of F(4x4)
-# everywhere on upconv_7 (1 thread 0.85x), 0.97x on upcunet, 0.99x on vgg_7.
+# lena.png at 2x (2 threads, one process, medians of 5-6 pairs) 0.94-0.96x the time of
+# F(4x4) everywhere on upconv_7 (1 thread 0.85x), 0.97x on upcunet, 0.97-0.99x on vgg_7;
+# from 64 x 128 channels on, no different.
 WINOGRAD_BIG_TILE_MIN_PRODUCTS = 128 * 128
 
 
