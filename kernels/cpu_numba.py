@@ -65,9 +65,11 @@ from w2x.nn.ops import WINOGRAD_TILES, out_size, transposed_out_size
 # Per-thread scratch of one Winograd block: (m+2)^2 * (C + OC) * tiles float32 values (plus
 # up to 4 KiB of skew per matrix, ``_stack_stride``; not counted).  4 MiB
 # (two blocks in flight fit the 32 MiB L3 of this machine with room to spare; 256 tiles per
-# GEMM for a 128->128 layer) was the best of 1-32 MiB on a vgg_7 256-px tile: 176 ms
-# against 185 ms at 1 MiB and 216 ms at 16 MiB.  The single-threaded GEMM runs at 75-85
-# GFLOPS from 128 to 2048 tiles, so the block size is about cache, not GEMM shape.
+# GEMM for a 128->128 layer under F(2x2)) was the best of 1-32 MiB on a vgg_7 256-px tile:
+# 176 ms against 185 ms at 1 MiB and 216 ms at 16 MiB.  The single-threaded GEMM runs at
+# 75-85 GFLOPS from 128 to 2048 tiles, so the block size is about cache, not GEMM shape.
+# Under F(4x4) and F(6x6) a 128->128 layer's block is one tile row (37-64 tiles); 2 and 8
+# MiB were measured against 4 in the fifth session: vgg_7 1.08x, upconv_7 0.97-0.99x.
 WINOGRAD_BLOCK_BYTES = 4 << 20
 # A Winograd conv's tile rows are cut into blocks of at most WINOGRAD_BLOCK_BYTES, as many as
 # a multiple of this times the workers, if more than one (``_block_rows``): blocks a quarter of a thread's
@@ -304,7 +306,7 @@ def _stack_stride(size: int) -> int:
     plus one 64-byte cache line (``VECTOR_FLOATS``: the output transforms read that far
     past a matrix's last value, never using what they read there).
 
-    The transforms read or write all 16 or 36 matrices of a stack at once, one row each.
+    The transforms read or write all 16, 36 or 64 matrices of a stack at once, one row each.
     Where the matrices lie a multiple of 4 KiB apart (as often: C * tiles * 4 bytes, with C
     a multiple of 64), all those streams map to the same L1 sets and evict one another; one
     cache line of skew per matrix spreads them over distinct sets.  Measured on this
@@ -956,33 +958,35 @@ def _winograd6_input(x, pad, r0, r1, ty_n, tx_n, v):
                 read = width
             c0, c1, c2, c3, c4, c5, c6, c7 = col[0], col[1], col[2], col[3], col[4], col[5], col[6], col[7]
             for k in range(read):
-                a, b = f17 * d4[k] - f4 * (d2[k] + d6[k]), f17 * d3[k] - f4 * (d1[k] + d5[k])
-                e, g = f8 * d2[k] - f10 * d4[k] + f2 * d6[k], f4 * d1[k] - f5 * d3[k] + d5[k]
-                i, q = d2[k] - f5 * d4[k] + f4 * d6[k], f2 * d1[k] - f10 * d3[k] + f8 * d5[k]
+                even1, odd1 = f17 * d4[k] - f4 * (d2[k] + d6[k]), f17 * d3[k] - f4 * (d1[k] + d5[k])
+                even3, odd3 = f8 * d2[k] - f10 * d4[k] + f2 * d6[k], f4 * d1[k] - f5 * d3[k] + d5[k]
+                even5, odd5 = d2[k] - f5 * d4[k] + f4 * d6[k], f2 * d1[k] - f10 * d3[k] + f8 * d5[k]
                 c0[k] = f4 * (d0[k] - d6[k]) + f21 * (d4[k] - d2[k])
-                c1[k], c2[k] = a + b, a - b
-                c3[k], c4[k] = e + g, e - g
-                c5[k], c6[k] = i + q, i - q
+                c1[k], c2[k] = even1 + odd1, even1 - odd1
+                c3[k], c4[k] = even3 + odd3, even3 - odd3
+                c5[k], c6[k] = even5 + odd5, even5 - odd5
                 c7[k] = f4 * (d7[k] - d1[k]) + f21 * (d3[k] - d5[k])
             j = c * p + (r - r0) * tx_n         # column of tile (r, 0) in row c of each matrix
-            for a8 in range(0, 64, 8):
-                ca = col[a8 // 8]
+            for a in range(8):
+                ca = col[a]
                 for k in range(6):            # one phase per loop: LLVM vectorises each
                     pk = ph[k]                # as gathers (all six in one loop ran 1.7x slower)
                     for t in range(tx_n + 1):
                         pk[t] = ca[6 * t + k]
                 q0, q1, q2, q3, q4, q5 = ph[0], ph[1], ph[2], ph[3], ph[4], ph[5]
-                v0, v1, v2, v3 = v[a8, j:j + tx_n], v[a8 + 1, j:j + tx_n], v[a8 + 2, j:j + tx_n], v[a8 + 3, j:j + tx_n]
-                v4, v5, v6, v7 = v[a8 + 4, j:j + tx_n], v[a8 + 5, j:j + tx_n], v[a8 + 6, j:j + tx_n], v[a8 + 7, j:j + tx_n]
+                a8 = 8 * a                    # v[a*8 + b]: (B^T d B)[a, b]
+                v0, v1, v2 = v[a8, j:j + tx_n], v[a8 + 1, j:j + tx_n], v[a8 + 2, j:j + tx_n]
+                v3, v4, v5 = v[a8 + 3, j:j + tx_n], v[a8 + 4, j:j + tx_n], v[a8 + 5, j:j + tx_n]
+                v6, v7 = v[a8 + 6, j:j + tx_n], v[a8 + 7, j:j + tx_n]
                 for t in range(tx_n):
                     e0, e1, e2, e3, e4, e5, e6, e7 = q0[t], q1[t], q2[t], q3[t], q4[t], q5[t], q0[t + 1], q1[t + 1]
-                    a, b = f17 * e4 - f4 * (e2 + e6), f17 * e3 - f4 * (e1 + e5)
-                    e, g = f8 * e2 - f10 * e4 + f2 * e6, f4 * e1 - f5 * e3 + e5
-                    i, q = e2 - f5 * e4 + f4 * e6, f2 * e1 - f10 * e3 + f8 * e5
+                    even1, odd1 = f17 * e4 - f4 * (e2 + e6), f17 * e3 - f4 * (e1 + e5)
+                    even3, odd3 = f8 * e2 - f10 * e4 + f2 * e6, f4 * e1 - f5 * e3 + e5
+                    even5, odd5 = e2 - f5 * e4 + f4 * e6, f2 * e1 - f10 * e3 + f8 * e5
                     v0[t] = f4 * (e0 - e6) + f21 * (e4 - e2)
-                    v1[t], v2[t] = a + b, a - b
-                    v3[t], v4[t] = e + g, e - g
-                    v5[t], v6[t] = i + q, i - q
+                    v1[t], v2[t] = even1 + odd1, even1 - odd1
+                    v3[t], v4[t] = even3 + odd3, even3 - odd3
+                    v5[t], v6[t] = even5 + odd5, even5 - odd5
                     v7[t] = f4 * (e7 - e1) + f21 * (e3 - e5)
 
 
@@ -991,10 +995,10 @@ def _winograd6_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
     """F(6x6, 3x3) output transform: y[o, n, 6ty:6ty+6, 6tx:6tx+6] = LeakyReLU(A^T M A + bias)
     for the tiles of rows r0 <= r < r1, M[a, b] = m[a*8 + b, o*P + (r - r0)*TX + tx]; rows and
     columns past OH/OW dropped.  A^T is ``ops.WINOGRAD_AT[6]``; on a column (m0, ..., m7),
-    with p, q = m1 +- m2, r, s = m3 +- m4, t, u = m5 +- m6:
+    with sp, sm = m1 +- m2, rp, rm = m3 +- m4, tp, tm = m5 +- m6:
 
-        y0 = m0 + p + r + t         y1 = q + s/2 + 2u           y2 = p + r/4 + 4t
-        y3 = q + s/8 + 8u           y4 = p + r/16 + 16t         y5 = q + s/32 + 32u + m7
+        y0 = m0 + sp + rp + tp      y1 = sm + rm/2 + 2tm        y2 = sp + rp/4 + 4tp
+        y3 = sm + rm/8 + 8tm        y4 = sp + rp/16 + 16tp      y5 = sm + rm/32 + 32tm + m7
 
     The same passes as ``_winograd4_output``, each a unit-stride loop over the TX tiles of a
     row (run to ``_vector_length``).
@@ -1040,8 +1044,9 @@ def _winograd6_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
                     e3 = sm + h8 * rm + f8 * tm + bo
                     e4 = sp + h16 * rp + f16 * tp + bo
                     e5 = sm + h32 * rm + f32 * tm + a7[t] + bo
-                    qi[6 * t], qi[6 * t + 1], qi[6 * t + 2] = max(e0, e0 * slope), max(e1, e1 * slope), max(e2, e2 * slope)
-                    qi[6 * t + 3], qi[6 * t + 4], qi[6 * t + 5] = max(e3, e3 * slope), max(e4, e4 * slope), max(e5, e5 * slope)
+                    qi[6 * t], qi[6 * t + 1] = max(e0, e0 * slope), max(e1, e1 * slope)
+                    qi[6 * t + 2], qi[6 * t + 3] = max(e2, e2 * slope), max(e3, e3 * slope)
+                    qi[6 * t + 4], qi[6 * t + 5] = max(e4, e4 * slope), max(e5, e5 * slope)
             _untile_rows(q, o, n, y0, y)
 
 
@@ -1089,7 +1094,7 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
     t2, oc = u.shape[0], u.shape[1]
     tile = WINOGRAD_TILES[t2]
     transform_in = {2: _winograd_input, 4: _winograd4_input, 6: _winograd6_input}[tile]
-    transform_out = {4: _winograd4_output, 6: _winograd6_output}.get(tile)
+    transform_out = {4: _winograd4_output, 6: _winograd6_output}.get(tile)   # F(2x2): gated, below
     oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
     if gate is not None and (tile != 2 or gate.shape != (oc, n, oh, ow)):
         raise ValueError(f"a gate must have the output's shape {(oc, n, oh, ow)} and u F(2x2)'s 16 "

@@ -33,10 +33,10 @@ from w2x.pipeline import Options  # noqa: E402
 # Chunked and whole runs feed the same pixels to the same weights; only the number of
 # columns per GEMM differs (tile sizes, chunk edges), which changes how BLAS/Winograd
 # blocks its sums and where Winograd's tiles lie: measured at most 1.0e-6 (vgg_7 noise +
-# scale, two passes) and 3.6e-7 for one pass with F(4x4) everywhere, 3.0e-6 and 2.5e-6
-# since the 128-channel layers run F(6x6) (3-4x F(4x4)'s rounding), and 0 for upcunet (same
-# tiles, same GEMMs). About 34 float32 ulps at 1.0:
-LOCAL_ATOL = 1e-6 * 4
+# scale, two passes) and 3.6e-7 for one pass with F(4x4) everywhere; 3.0-3.3e-6 and 2.5e-6
+# since the 128-channel layers run F(6x6) (3-5x F(4x4)'s rounding; the figure moves with the
+# machine's BLAS), and 0 for upcunet (same tiles, same GEMMs). 3x the largest seen:
+LOCAL_ATOL = 1e-5
 # float32 chunks against the float64 whole-image reference (tests/reference_net.py)
 REFERENCE_ATOL = 1e-4
 # upcunet chunks run the very tiles of the whole image: equal to the last bit.

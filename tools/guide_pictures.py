@@ -47,8 +47,9 @@ def layer_pictures(image: np.ndarray) -> None:
 
 def tiling_picture(image: np.ndarray) -> None:
     """The image edge-padded as vgg_7's tiles see it (7 px on the top and left, up to a whole
-    number of 50-px steps on the bottom and right; the padding dimmed), each 64-px input tile
-    outlined, one colour per (row, column) parity: neighbours overlap by 2 x 7 = 14 px."""
+    number of steps on the bottom and right; the padding dimmed), each input tile (64 px
+    asked, balanced to 62: ``tiling.balanced_tile``) outlined, one colour per (row, column)
+    parity: neighbours overlap by 2 x 7 = 14 px."""
     config = load_model(VGG_7).config
     grid = tiling.tile_grid(image.shape[1], image.shape[2], config, TILE)
     h, w = grid.n_h * grid.step + 2 * grid.pad_lo, grid.n_w * grid.step + 2 * grid.pad_lo

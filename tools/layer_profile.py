@@ -200,8 +200,8 @@ def profile_arch(args, arch, be, k, rates, startup_import):
     total, seconds, (done, dense) = best
     seconds["numpy glue"] = total - sum(seconds.values())
 
-    print(f"\n## {arch} ({speed.ARCH_MODELS[arch][0]}), {len(batches)} tiles of {batches[0].shape[-1]} (--tile-size {args.tile_size}), "
-          f"{out_mp:.3f} output MP")
+    print(f"\n## {arch} ({speed.ARCH_MODELS[arch][0]}), {len(batches)} tiles of {batches[0].shape[-1]} "
+          f"(--tile-size {args.tile_size}), {out_mp:.3f} output MP")
     print(f"start-up: import backend {startup_import:.2f} s, parse model {t_load:.2f} s, "
           f"model.on {t_on:.2f} s, first forward +{t_first_tile - t_later_tile:.2f} s (kernels load)")
     print("| kind (1 thread) | s/MP | share |\n|---|---|---|")

@@ -8,8 +8,9 @@ how far each lands from a float64 convolution, per layer and through a whole net
 Per layer: every 3x3 stride-1 layer of the model on the same random input in [0, 1] (the
 range of the activations a network sees), through the numba kernel where Numba is installed,
 else the reference ``ops.winograd_conv3x3``, against im2col + GEMM in float64.  Whole
-network (vgg_7 and upconv_7 only: a chain of 3x3 layers): a centred crop of the image
-through every layer, each run by the form under test, against the whole chain in float64.
+network (vgg_7 only: a chain of 3x3 layers; upconv_7 ends in a transposed convolution): a
+centred crop of the image through every layer, each run by the form under test, against the
+whole chain in float64.
 Max and RMS of the difference; ``w2x/nn/ops.py`` quotes the figures.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from w2x import load_model  # noqa: E402  (after the path fix above)
 from w2x.nn import ops  # noqa: E402
 
 TILES = (2, 4, 6)
-SLOPE = 0.1   # LeakyReLU between the layers of vgg_7 and upconv_7 (w2x/nn/archs.py)
+SLOPE = 0.1   # LeakyReLU between the layers of vgg_7 (w2x/nn/archs.py)
 
 
 def parse_args(argv):

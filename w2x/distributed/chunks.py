@@ -133,8 +133,9 @@ def _shared(plan: Plan):
 
 def pass_geometry(model: Model, step: Step, tile_size: int) -> tuple[int, int, int, int]:
     """``(prescale, halo, tile, step)`` of one pass: pixel replication before the net (2 for
-    vgg_7 in a scale pass), context in source px, the tile the single machine uses, and
-    its step in net-input px (``tiling.tile_grid``)."""
+    vgg_7 in a scale pass), context in source px, the tile size the single machine is given
+    (cunet's snapped to its valid sizes; vgg_7 and upconv_7 balance theirs below it per image,
+    ``tiling.balanced_tile``), and its step in net-input px (used for cunet's chunk edges)."""
     cfg = model.config
     prescale = PASS_FACTOR // cfg.scale_factor if step is reconstruct.upscale2x else 1
     tile = snap_tile_size(cfg, tile_size)

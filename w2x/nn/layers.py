@@ -20,22 +20,28 @@ from w2x.nn.ops import kn2row_weight, out_size, winograd_weight
 # im2col matrix has C*k*k rows for only OC outputs, while kn2row's GEMM has OC*k*k.
 KN2ROW_MIN_RATIO = 4
 # Output tile of the Winograd form, F(m x m, 3x3): 4 needs 36 products per 16 outputs (4x
-# fewer than im2col + GEMM, 1.8x fewer than F(2x2)'s 16 per 4) at a float32 error of 3-7e-6
-# against float64 on 64- to 256-channel layers (F(2x2): ~1e-6), see ``ops.WINOGRAD_BT``.
+# fewer than im2col + GEMM, 1.8x fewer than F(2x2)'s 16 per 4) at a float32 error against
+# float64 of up to 2-5e-5 on 128- and 256-channel layers fed random values in [0, 1] (F(2x2):
+# 1-3e-5; ``python tools/winograd_error.py``), a few 1e-6 through a whole network.
 WINOGRAD_TILE = 4
-# Layers with at least this many products per pixel (C * OC) take F(6x6, 3x3) instead: 64
-# products per 36 outputs, 1.27x fewer than F(4x4), at 3-4x its float32 error (ops.WINOGRAD_BT).
-# It only gains where the GEMMs are big: a 128->128 layer on a 256-px tile (1 thread)
-# 73 -> 70 ms (GEMM 47.5 -> 38.9 ms, the transforms 25.6 -> 31.3), 64->64 20.8 -> 21.4 ms;
-# lena.png at 2x (2 threads, one process, medians of 5-6 pairs) 0.94-0.96x the time of
-# F(4x4) everywhere on upconv_7 (1 thread 0.85x), 0.97x on upcunet, 0.97-0.99x on vgg_7;
-# from 64 x 128 channels on, no different.
-WINOGRAD_BIG_TILE_MIN_PRODUCTS = 128 * 128
+# Layers with at least this many channel pairs (C * OC) take F(6x6, 3x3) instead: 64
+# products per 36 outputs, 1.27x fewer than F(4x4), at 3-5x its float32 error. It only gains
+# where the GEMMs are big: a 128->128 layer on a 256-px tile (1 thread) 73 -> 70 ms (GEMM
+# 47.5 -> 38.9 ms, the transforms 25.6 -> 31.3), a 64->64 one 20.8 -> 21.4 ms; lena.png at 2x
+# (2 threads, one process, medians of 5-6 pairs) 0.94-0.96x the time of F(4x4) everywhere on
+# upconv_7 (1 thread 0.85x), 0.97-0.99x on vgg_7, 0.98x on upcunet; a threshold of 64 * 128
+# measured the same.
+WINOGRAD_BIG_TILE_MIN_PAIRS = 128 * 128
+# ... and at most this many input channels: the error grows with the sum over C, and
+# cunet's 256->128 layer reached 2.3e-4 under F(6x6) (4.9e-5 under F(4x4)) on those inputs.
+WINOGRAD_BIG_TILE_MAX_IN_CHANNELS = 128
 
 
 def winograd_tile(in_channels: int, out_channels: int) -> int:
     """The output tile m of the F(m x m, 3x3) a 3x3 stride-1 layer runs by."""
-    return 6 if in_channels * out_channels >= WINOGRAD_BIG_TILE_MIN_PRODUCTS else WINOGRAD_TILE
+    big = (in_channels * out_channels >= WINOGRAD_BIG_TILE_MIN_PAIRS
+           and in_channels <= WINOGRAD_BIG_TILE_MAX_IN_CHANNELS)
+    return 6 if big else WINOGRAD_TILE
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,8 @@ class Conv2d:
         c, k = self.in_channels, self.k
         winograd = be.winograd_conv3x3 is not None and k == 3 and self.stride == 1
         kn2row = be.kn2row and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * self.out_channels
-        return Conv2d(be.to_device(self.w2d), be.to_device(self.bias), k, self.stride,
-                      winograd_u=winograd_weight(self.w2d, c, winograd_tile(c, self.out_channels)) if winograd and not kn2row else None,
+        u = winograd_weight(self.w2d, c, winograd_tile(c, self.out_channels)) if winograd and not kn2row else None
+        return Conv2d(be.to_device(self.w2d), be.to_device(self.bias), k, self.stride, winograd_u=u,
                       kn2row_w=kn2row_weight(self.w2d, c, k) if kn2row else None)
 
     def __call__(self, x, be: Backend, slope: float | None):
