@@ -33,6 +33,7 @@ MEAN_RTOL = 1e-5
 # padded or not; tools/winograd_error.py: up to 3e-5 and 1e-4 on 128-input-channel layers).
 GEMM_ATOL = 1e-4
 WINOGRAD_TILES = (2, 4, 6)   # F(2x2, 3x3), F(4x4, 3x3) and F(6x6, 3x3)
+CHANNEL_LAST_TILES = (4, 6)  # those with channel-last transforms
 
 
 def _rng(seed):
@@ -159,6 +160,30 @@ def test_crop_add_matches_reference_and_returns_a_new_array(backend, crop):
     np.testing.assert_array_equal(be.to_host(ad), a)          # inputs untouched
 
 
+@pytest.mark.parametrize("backend", ["numpy"] + TWIN_BACKENDS)
+def test_primitives_read_channel_last_activations(backend):
+    """What ``ops.py`` promises: an activation in channel-last memory order (a channel-last
+    layer's output, ``ops.to_channels_last``) gives every primitive the values of the
+    C-contiguous one, and those that work in place write into it."""
+    be = get_backend(backend)
+    rng = _rng(16)
+    x, bias, z = _randn(rng, 6, 2, 9, 8), _randn(rng, 6), rng.random((6, 2), dtype=np.float32)
+    last = ops.to_channels_last
+    np.testing.assert_array_equal(be.im2col(last(x), 3, 3, 1), ops.im2col(x, 3, 3, 1))
+    np.testing.assert_allclose(be.channel_mean(last(x)), ops.channel_mean(x), rtol=MEAN_RTOL)
+    np.testing.assert_array_equal(be.crop_add(last(x[:, :, 2:-2, 2:-2]), last(x), 2),
+                                  ops.crop_add(x[:, :, 2:-2, 2:-2], x, 2))
+    for in_place, want in [(lambda y: be.bias_leaky_relu(y, bias, 0.1), ops.bias_leaky_relu(x.copy(), bias, 0.1)),
+                           (lambda y: be.se_scale(y, z), ops.se_scale(x.copy(), z))]:
+        y = last(x)
+        assert in_place(y) is y
+        np.testing.assert_array_equal(y, want)
+    if be.conv_transpose is not None:
+        wt = _randn(rng, 3 * 16, 6)
+        np.testing.assert_allclose(be.conv_transpose(last(x), wt, bias[:3], 4, 2, 3, 0.1),
+                                   ops.conv_transpose(x, wt, bias[:3], 4, 2, 3, 0.1), rtol=0, atol=GEMM_ATOL)
+
+
 MATMUL_CASES = [  # (M, K, N): SE 1x1 (N = tiles), the deconv GEMM, a wide split one, K = 1,
     # a long-K backward product split by rows
     (8, 64, 3), (48, 256, 1000), (32, 27, 70001), (5, 1, 9000), (257, 3000, 27),
@@ -231,6 +256,41 @@ def test_winograd_conv3x3_reads_its_padding_as_zeros(backend, tile, pad):
         np.testing.assert_allclose(got, _conv3x3_float64(padded, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
 
 
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("tile", CHANNEL_LAST_TILES)
+@pytest.mark.parametrize("order", ["read", "written", "both"])
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_winograd_conv3x3_in_channel_last_order_matches_float64_convolution(backend, tile, order, pad):
+    """x read channel-last, y written channel-last (``channels_last``, u transposed), or
+    both: the same convolution, and y in the memory order asked for."""
+    be = _winograd_backend(backend)
+    if not be.channels_last:
+        pytest.skip(f"backend {backend!r} writes no channel-last output")
+    rng = _rng(14)
+    for c, n, h, w, oc in WINOGRAD_CASES:
+        x, w2d, bias = rng.random((c, n, h, w), dtype=np.float32), _randn(rng, oc, c * 9) / np.float32(np.sqrt(c * 9)), _randn(rng, oc)
+        written = order in ("written", "both")
+        xd = ops.to_channels_last(x) if order in ("read", "both") else x
+        u = ops.winograd_weight(w2d, c, tile, channels_last=written)
+        got = be.winograd_conv3x3(xd, u, bias, 0.1, pad=pad, channels_last=written)
+        assert (got.transpose(1, 2, 3, 0) if written else got).flags.c_contiguous
+        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        np.testing.assert_allclose(be.to_host(got), _conv3x3_float64(padded, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+
+
+def test_numba_winograd_writes_channel_last_only_with_f4_or_f6(numba_backend):
+    """F(2x2) has no channel-last kernels: asking for that output is an error, and a
+    channel-last input is read through a channel-major copy."""
+    rng = _rng(15)
+    x, w2d, bias = rng.random((4, 1, 9, 9), dtype=np.float32), _randn(rng, 3, 36), _randn(rng, 3)
+    with pytest.raises(ValueError, match="F\\(4x4\\) or F\\(6x6\\)"):
+        numba_backend.winograd_conv3x3(x, ops.winograd_weight(w2d, 4, 2, channels_last=True), bias, 0.1,
+                                       channels_last=True)
+    u = ops.winograd_weight(w2d, 4, 2)
+    np.testing.assert_allclose(numba_backend.winograd_conv3x3(ops.to_channels_last(x), u, bias, 0.1),
+                               _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+
+
 @pytest.mark.parametrize("tile", WINOGRAD_TILES)
 def test_reference_winograd_conv3x3_matches_float64_convolution(tile):
     rng = _rng(10)
@@ -240,6 +300,10 @@ def test_reference_winograd_conv3x3_matches_float64_convolution(tile):
             got = ops.winograd_conv3x3(x, ops.winograd_weight(w2d, c, tile), bias, 0.1, pad=pad)
             padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
             np.testing.assert_allclose(got, _conv3x3_float64(padded, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+            last = ops.winograd_conv3x3(x, ops.winograd_weight(w2d, c, tile, channels_last=True), bias, 0.1,
+                                        pad=pad, channels_last=True)
+            assert last.transpose(1, 2, 3, 0).flags.c_contiguous
+            np.testing.assert_array_equal(last, got)
 
 
 # --- numba only: the worker threads and blocks ---------------------------------------------
@@ -250,23 +314,25 @@ def numba_backend():
     return cpu_numba
 
 
-@pytest.mark.parametrize("tile", WINOGRAD_TILES)
-def test_numba_winograd_is_the_same_for_any_block_size_and_thread_count(numba_backend, monkeypatch, tile):
-    """Bit for bit.  A row of 8 tiles (8 * tile output columns): OpenBLAS's sgemm rounds the
-    last N % 8 columns of a product in another order than the rest, so with other widths a
-    block's GEMM may legitimately differ in the last bit from the whole one's."""
+@pytest.mark.parametrize("tile, last", [(t, False) for t in WINOGRAD_TILES] + [(t, True) for t in CHANNEL_LAST_TILES])
+def test_numba_winograd_is_the_same_for_any_block_size_and_thread_count(numba_backend, monkeypatch, tile, last):
+    """Bit for bit, in either memory order (``last``: read and written channel-last).  A row
+    of 8 tiles (8 * tile output columns): OpenBLAS's sgemm rounds the last N % 8 columns of
+    a product in another order than the rest, so with other widths a block's GEMM may
+    legitimately differ in the last bit from the whole one's."""
     import numba
     be = _winograd_backend("numba")
     rng = _rng(11)
     x, w2d, bias = rng.random((8, 2, 21, 8 * tile + 2), dtype=np.float32), _randn(rng, 6, 72) / 8, _randn(rng, 6)
-    u = ops.winograd_weight(w2d, 8, tile)
-    whole = be.winograd_conv3x3(x, u, bias, 0.1)
+    x = ops.to_channels_last(x) if last else x
+    u = ops.winograd_weight(w2d, 8, tile, channels_last=last)
+    whole = be.winograd_conv3x3(x, u, bias, 0.1, channels_last=last)
     monkeypatch.setattr(numba_backend, "WINOGRAD_BLOCK_BYTES", 1)   # one tile row per block
     before = numba.get_num_threads()
     try:
         for threads in (1, before):
             numba.set_num_threads(threads)
-            np.testing.assert_array_equal(be.winograd_conv3x3(x, u, bias, 0.1), whole)
+            np.testing.assert_array_equal(be.winograd_conv3x3(x, u, bias, 0.1, channels_last=last), whole)
     finally:
         numba.set_num_threads(before)
     np.testing.assert_allclose(whole, _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)

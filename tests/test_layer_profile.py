@@ -75,5 +75,5 @@ def test_every_winograd_transform_kernel_is_timed_as_a_transform():
     """A transform the tool does not wrap would be billed to "winograd blocks" unseen."""
     numba_kernels = pytest.importorskip("w2x.kernels.cpu_numba")
     transforms = {name for name in vars(numba_kernels)
-                  if name.startswith("_winograd") and name.endswith(("_input", "_output"))}
+                  if name.startswith("_winograd") and name.endswith(("_input", "_output", "_input_cl", "_output_cl"))}
     assert transforms and transforms <= set(_profile_tool().KERNEL_KINDS)

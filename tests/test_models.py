@@ -12,6 +12,10 @@ from synth import model_entries, write_model
 from w2x import ModelFormatError, load_model
 from w2x.cli.main import main as cli_main
 
+# numba's Winograd forms against numpy's im2col + GEMM through a whole random net of weights
+# N(0, 0.03), whose outputs are O(0.01): float32 rounding measured at 4-7e-8.
+WINOGRAD_ATOL = 1e-6
+
 
 @pytest.mark.parametrize("rel, arch, channels, scale, offset", [
     ("vgg_7/art/scale2.0x_model.json.gz", "vgg_7", 3, 1, 7),
@@ -102,3 +106,19 @@ def test_cli_bad_model_exits_2_and_writes_nothing(tmp_path, capsys):
     assert rc == 2
     assert err.count("\n") == 1 and "layer 6" in err and "noise1_model.json" in err
     assert not out.exists() and list(tmp_path.iterdir()) == [mdir]
+
+
+@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7", "cunet"])
+def test_numba_keeps_only_a_chains_hidden_activations_channel_last(tmp_path, arch):
+    """Model.on: on numba, vgg_7's and upconv_7's hidden layers (each feeds only the next)
+    write channel-last, their last layer and cunet's layers channel-major; the forward is
+    the numpy backend's either way."""
+    pytest.importorskip("numba")
+    from w2x.nn.backend import get_backend
+    model = load_model(write_model(tmp_path / "m.json", model_entries(arch, seed=3, scale=0.03)))
+    layers = model.on(get_backend("numba")).layers
+    names = list(layers)
+    expected = {name: arch != "cunet" and name != names[-1] for name in names}
+    assert {name: getattr(layer, "channels_last", False) for name, layer in layers.items()} == expected
+    x = np.random.default_rng(4).random((2, 3, 112, 108), dtype=np.float32)
+    np.testing.assert_allclose(model.forward(x, "numba"), model.forward(x, "numpy"), rtol=0, atol=WINOGRAD_ATOL)

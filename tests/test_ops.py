@@ -42,21 +42,37 @@ def test_im2col_matches_index_definition():
                             assert cols[(c * k + i) * k + j, (n * oh + r) * ow + q] == x[c, n, r * s + i, q * s + j]
 
 
+ORDERS = ["channel-major", "channel-last"]   # an activation's memory order (ops.to_channels_last)
+
+
+def _activation(x: np.ndarray, order: str, be) -> np.ndarray:
+    """x (N, C, H, W) as a (C, N, H, W) activation on ``be`` in memory order ``order``."""
+    x = np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32)     # (C, N, H, W)
+    return be.to_device(ops.to_channels_last(x) if order == "channel-last" else x)
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
-def test_conv2d_matches_naive_loop(case, backend):
+@pytest.mark.parametrize("order", ORDERS)
+def test_conv2d_matches_naive_loop(case, backend, order):
+    """Read in either memory order, and written channel-last where asked for and the backend
+    can (Winograd layers on numba)."""
     n, c, h, w, oc, k, s = case
     rng = _rng(sum(case))
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((oc, c, k, k))
     b = rng.standard_normal(oc)
     be = get_backend(backend)
-    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), k, s).on(be)
+    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), k, s).on(
+        be, channels_last=order == "channel-last")
     # the path this backend takes: kn2row for narrow layers, Winograd for other 3x3 stride-1
     kn2row = be.kn2row and k > 1 and s == 1 and c >= KN2ROW_MIN_RATIO * oc
     assert (layer.kn2row_w is not None) == kn2row
     assert (layer.winograd_u is not None) == (be.winograd_conv3x3 is not None and k == 3 and s == 1 and not kn2row)
-    x_cnhw = be.to_device(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32))
-    y = be.to_host(layer(x_cnhw, be, None)).transpose(1, 0, 2, 3)  # (OC, N, ..) -> (N, OC, ..)
+    assert layer.channels_last == (order == "channel-last" and be.channels_last and layer.winograd_u is not None)
+    y = layer(_activation(x, order, be), be, None)                 # (OC, N, OH, OW)
+    written = y.transpose(1, 2, 3, 0) if layer.channels_last else y   # as it lies in memory
+    assert written.flags.c_contiguous
+    y = be.to_host(y).transpose(1, 0, 2, 3)                          # (OC, N, ..) -> (N, OC, ..)
     np.testing.assert_allclose(y, conv2d_naive(x, wt, b, s), atol=FLOAT32_ATOL)
 
 
@@ -96,7 +112,8 @@ def test_kn2row_matches_its_shifted_planes_loop():
 
 
 @pytest.mark.parametrize("case", DECONV_CASES, ids=str)
-def test_conv_transpose2d_matches_scatter_loop(case, backend):
+@pytest.mark.parametrize("order", ORDERS)
+def test_conv_transpose2d_matches_scatter_loop(case, backend, order):
     n, c, h, w, oc, k, s, p = case
     rng = _rng(sum(case))
     x = rng.standard_normal((n, c, h, w))
@@ -105,8 +122,7 @@ def test_conv_transpose2d_matches_scatter_loop(case, backend):
     be = get_backend(backend)
     layer = ConvTranspose2d(np.ascontiguousarray(wt.reshape(c, -1).T, dtype=np.float32),
                             b.astype(np.float32), k, s, p).on(be)
-    x_cnhw = be.to_device(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32))
-    y = be.to_host(layer(x_cnhw, be, None)).transpose(1, 0, 2, 3)
+    y = be.to_host(layer(_activation(x, order, be), be, None)).transpose(1, 0, 2, 3)
     np.testing.assert_allclose(y, conv_transpose2d_naive(x, wt, b, s, p), atol=FLOAT32_ATOL)
 
 

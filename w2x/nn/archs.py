@@ -170,6 +170,13 @@ class Arch:
     scale_factor: int       # 2 for the nets that upsample themselves (model_config.scale_factor)
     valid_sizes: range | None = None   # input tile sizes the graph accepts (srcnn.lua:597-630)
 
+    @property
+    def chain(self) -> bool:
+        """True for vgg_7 and upconv_7: every layer but the last feeds only the next one, so
+        their activations may stay in whatever memory order the layers pass on (cunet's
+        also feed SE blocks, crop-adds and strided convs)."""
+        return self.forward is forward_sequential
+
 
 ARCHS = {a.name: a for a in (
     Arch("vgg_7", vgg_7_spec, forward_sequential, offset=7, scale_factor=1),

@@ -45,9 +45,9 @@ class Backend:
     matmul: Callable              # (A, B) -> A @ B, float32
     to_device: Callable           # host ndarray -> backend array
     to_host: Callable             # backend array -> host ndarray
-    # (x, u, bias, slope, pad=0) -> y: a whole 3x3 stride-1 conv of x zero-padded by pad, by
-    # Winograd F(2x2, 3x3), F(4x4, 3x3) or F(6x6, 3x3) (as u's length says), twin of ops.winograd_conv3x3;
-    # None: such layers use im2col + matmul like every other conv
+    # (x, u, bias, slope, pad=0, channels_last=False) -> y: a whole 3x3 stride-1 conv of x
+    # zero-padded by pad, by Winograd F(2x2, 3x3), F(4x4, 3x3) or F(6x6, 3x3) (as u's length
+    # says), twin of ops.winograd_conv3x3; None: such layers use im2col + matmul like every other conv
     winograd_conv3x3: Callable | None = None
     # True: convs with few outputs (128->3) run as kn2row (layers.Conv2d._kn2row), which the
     # CPU BLAS does faster; False keeps im2col + GEMM for every conv
@@ -55,6 +55,9 @@ class Backend:
     # (x, wt, bias, k, stride, pad, slope) -> y: a whole transposed conv + bias + LeakyReLU,
     # twin of ops.conv_transpose; None: transposed convs run matmul, col2im, bias_leaky_relu
     conv_transpose: Callable | None = None
+    # True: winograd_conv3x3 can write its output channel-last (channels_last=True, see
+    # ops.to_channels_last), and the sequential nets' hidden layers do (models.Model.on)
+    channels_last: bool = False
 
 
 def _identity(a):
@@ -99,7 +102,7 @@ def _numba() -> Backend:
     return Backend("numba", "cpu", np, k.im2col, k.col2im, k.bias_leaky_relu, k.channel_mean,
                    k.se_scale, k.crop_add, k.matmul, _identity, _identity,
                    winograd_conv3x3=k.winograd_conv3x3, kn2row=True,
-                   conv_transpose=k.conv_transpose)
+                   conv_transpose=k.conv_transpose, channels_last=True)
 
 
 def _cupy(precision: str) -> Backend:

@@ -1,7 +1,8 @@
 """Network stage: the two parameterised layers of every waifu2x net, as im2col + GEMM.
 
 Each layer holds its weight already reshaped for the GEMM (once, at load) and calls
-backend primitives only.  Activations are (C, N, H, W); see ``ops.py``.  ``on(be)`` gives
+backend primitives only.  Activations are (C, N, H, W), in either memory order (a layer
+with ``channels_last`` writes its output channel-last); see ``ops.py``.  ``on(be)`` gives
 the layer as backend ``be`` runs it: weights on its device, plus the other forms of the
 same weight that only some backends use (Winograd's, kn2row's), made there and only there.
 """
@@ -62,6 +63,9 @@ class Conv2d:
     # the same weight for kn2row, (OC*k*k, C): set by ``on`` for a backend with ``kn2row``,
     # on narrow stride-1 layers (C >= KN2ROW_MIN_RATIO * OC, e.g. 128->3)
     kn2row_w: np.ndarray | None = None
+    # True: the Winograd form writes the output channel-last (``ops.to_channels_last``), with
+    # ``winograd_u`` as ((m+2)^2, C, OC): set by ``on`` where asked for and the backend can
+    channels_last: bool = False
 
     @property
     def in_channels(self) -> int:
@@ -71,21 +75,26 @@ class Conv2d:
     def out_channels(self) -> int:
         return self.w2d.shape[0]
 
-    def on(self, be: Backend) -> Conv2d:
-        """This layer as ``be`` runs it: arrays on its device, and its weight forms."""
+    def on(self, be: Backend, channels_last: bool = False) -> Conv2d:
+        """This layer as ``be`` runs it: arrays on its device, and its weight forms;
+        ``channels_last``: write the output channel-last where ``be`` can (a Winograd layer on
+        a backend with ``channels_last``), for a next layer that reads it so."""
         c, k = self.in_channels, self.k
         winograd = be.winograd_conv3x3 is not None and k == 3 and self.stride == 1
         kn2row = be.kn2row and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * self.out_channels
-        u = winograd_weight(self.w2d, c, winograd_tile(c, self.out_channels)) if winograd and not kn2row else None
+        winograd = winograd and not kn2row
+        last = winograd and channels_last and be.channels_last
+        u = winograd_weight(self.w2d, c, winograd_tile(c, self.out_channels), channels_last=last) if winograd else None
         return Conv2d(be.to_device(self.w2d), be.to_device(self.bias), k, self.stride, winograd_u=u,
-                      kn2row_w=kn2row_weight(self.w2d, c, k) if kn2row else None)
+                      kn2row_w=kn2row_weight(self.w2d, c, k) if kn2row else None, channels_last=last)
 
     def __call__(self, x, be: Backend, slope: float | None):
         """x (C, N, H, W) -> (OC, N, OH, OW), bias added, LeakyReLU(slope) unless None."""
         if self.kn2row_w is not None:
             return self._kn2row(x, be, slope)
         if self.winograd_u is not None:
-            return be.winograd_conv3x3(x, self.winograd_u, self.bias, slope)   # (OC, N, OH, OW)
+            return be.winograd_conv3x3(x, self.winograd_u, self.bias, slope,   # (OC, N, OH, OW)
+                                       channels_last=self.channels_last)
         c, n, h, w = x.shape
         oh, ow = out_size(h, self.k, self.stride), out_size(w, self.k, self.stride)
         if self.k == 1:
@@ -131,8 +140,9 @@ class ConvTranspose2d:
     def out_channels(self) -> int:
         return self.wt.shape[0] // (self.k * self.k)
 
-    def on(self, be: Backend) -> ConvTranspose2d:
-        """This layer with its arrays on ``be``'s device."""
+    def on(self, be: Backend, channels_last: bool = False) -> ConvTranspose2d:
+        """This layer with its arrays on ``be``'s device (its output is always channel-major:
+        ``channels_last`` is taken for ``Conv2d.on``'s signature and ignored)."""
         return ConvTranspose2d(be.to_device(self.wt), be.to_device(self.bias), self.k, self.stride, self.pad)
 
     def __call__(self, x, be: Backend, slope: float | None):

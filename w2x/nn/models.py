@@ -87,9 +87,14 @@ class Model:
         return np.ascontiguousarray(be.to_host(y).transpose(1, 0, 2, 3))  # (N, C, OH, OW)
 
     def on(self, be: Backend) -> "Model":
-        """This model as ``be`` runs it (cached): weights on its device, in its forms."""
+        """This model as ``be`` runs it (cached): weights on its device, in its forms.  On a
+        backend with ``channels_last``, the hidden layers of a chain (vgg_7, upconv_7) write
+        their activations channel-last for the next layer (``layers.Conv2d.channels_last``)."""
         if be.name not in self._on:
-            layers = {name: layer.on(be) for name, layer in self.layers.items()}
+            last = list(self.layers)[-1]
+            chain = be.channels_last and self.config.arch.chain
+            layers = {name: layer.on(be, channels_last=chain and name != last)
+                      for name, layer in self.layers.items()}
             self._on[be.name] = Model(self.config, layers, self.path)
         return self._on[be.name]
 

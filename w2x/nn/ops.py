@@ -8,6 +8,12 @@ and ``W2d @ cols`` is ``(OC, N*OH*OW)``, which *is* the next layer's
 ``(OC, N, OH, OW)`` activation.  This is torch7's SpatialConvolutionMM
 (im2col + one GEMM per layer) batched over tiles.
 
+The numba backend may hand a layer's activation on in channel-last memory order: still
+an array of shape ``(C, N, H, W)``, but the view of a C-contiguous ``(N, H, W, C)`` one
+(``to_channels_last``), so that its Winograd transforms run along the channels
+(``kernels/cpu_numba.py``; ``layers.Conv2d.channels_last``).  Every function here takes
+either order; the values are the same.
+
 The functions here are the "numpy" row of the backend table (``backend.py``);
 ``kernels/cpu_numba.py`` and ``kernels/*.cu`` are twins with the same
 signatures, and the tests pit each twin against these.
@@ -22,6 +28,18 @@ LEAKY_SLOPE = 0.1  # nn.LeakyReLU(0.1, true) in every released arch (lib/srcnn.l
 def out_size(size: int, k: int, stride: int) -> int:
     """Output length of a valid (unpadded) convolution: ``(size - k) // stride + 1``."""
     return (size - k) // stride + 1
+
+
+def is_channels_last(x) -> bool:
+    """True where the (C, N, H, W) array x is the view of a C-contiguous (N, H, W, C) array
+    (and not C-contiguous itself, as it also is where C == 1)."""
+    return not x.flags.c_contiguous and x.transpose(1, 2, 3, 0).flags.c_contiguous
+
+
+def to_channels_last(x: np.ndarray) -> np.ndarray:
+    """x (C, N, H, W) in channel-last memory order: the (C, N, H, W) view of a C-contiguous
+    (N, H, W, C) copy."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)   # (N, H, W, C) -> (C, N, H, W)
 
 
 def transposed_out_size(size: int, k: int, stride: int, pad: int) -> int:
@@ -191,16 +209,20 @@ WINOGRAD_AT = {
 WINOGRAD_TILES = {(m + 2) ** 2: m for m in WINOGRAD_BT}  # len(U) -> output tile size m
 
 
-def winograd_weight(w2d: np.ndarray, in_channels: int, m: int = 2) -> np.ndarray:
+def winograd_weight(w2d: np.ndarray, in_channels: int, m: int = 2,
+                    channels_last: bool = False) -> np.ndarray:
     """A 3x3 conv weight (OC, C*3*3) as the (m+2)^2 Winograd matrices ``U = G g G^T`` of
-    F(m x m, 3x3), m = 2, 4 or 6: ((m+2)^2, OC, C).
+    F(m x m, 3x3), m = 2, 4 or 6: ((m+2)^2, OC, C), or with ``channels_last`` their
+    transposes ((m+2)^2, C, OC), the right-hand factors of the products (tiles, C) @ (C, OC)
+    that write a channel-last output (``winograd_conv3x3``).
 
     Computed in float64 and rounded once, so U carries no more error than the weight itself.
     """
     oc, g_t = w2d.shape[0], WINOGRAD_G[m]
     g = w2d.reshape(oc, in_channels, 3, 3).astype(np.float64)          # (OC, C, 3, 3)
     u = np.einsum("ai,ocij,bj->aboc", g_t, g, g_t)                     # (m+2, m+2, OC, C)
-    return np.ascontiguousarray(u.reshape((m + 2) ** 2, oc, in_channels), dtype=np.float32)
+    u = u.reshape((m + 2) ** 2, oc, in_channels)                       # ((m+2)^2, OC, C)
+    return np.ascontiguousarray(u.transpose(0, 2, 1) if channels_last else u, dtype=np.float32)
 
 
 def kn2row_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:
@@ -213,7 +235,7 @@ def kn2row_weight(w2d: np.ndarray, in_channels: int, k: int) -> np.ndarray:
 
 
 def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None,
-                     pad: int = 0) -> np.ndarray:
+                     pad: int = 0, channels_last: bool = False) -> np.ndarray:
     """3x3 stride-1 convolution of x zero-padded by ``pad`` + bias + LeakyReLU(slope) by
     Winograd F(m x m, 3x3): the same result as im2col + GEMM + ``bias_leaky_relu`` up to
     float32 rounding (pad 0: a valid convolution, as every layer runs; pad 2: the input
@@ -223,9 +245,10 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     ----------
     x : float32 (C, N, H, W)
     u : float32 ((m+2)^2, OC, C), ``winograd_weight(w2d, C, m)``: 16 matrices for F(2x2),
-        36 for F(4x4), 64 for F(6x6)
+        36 for F(4x4), 64 for F(6x6); ((m+2)^2, C, OC) with ``channels_last``
     bias : float32 (OC,); slope : float or None (no activation); pad : zero rows and columns
         around x
+    channels_last : y in channel-last memory order (``to_channels_last``)
 
     Returns
     -------
@@ -239,6 +262,9 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     ``WINOGRAD_AT``.  This is the reference of the numba twin; the NumPy backend keeps
     im2col + GEMM, which NumPy runs faster.
     """
+    if channels_last:
+        u = np.ascontiguousarray(u.transpose(0, 2, 1))                   # ((m+2)^2, OC, C)
+        return to_channels_last(winograd_conv3x3(x, u, bias, slope, pad))
     m = WINOGRAD_TILES[u.shape[0]]
     t = m + 2
     bt, at = WINOGRAD_BT[m].astype(np.float32), WINOGRAD_AT[m].astype(np.float32)
