@@ -6,7 +6,8 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
 
 * the copy and elementwise kernels (im2col, col2im, bias + LeakyReLU, the SE squeeze and
   excite, crop-add) are serial ``@njit`` loops over channels; from ``ELEMENTWISE_SPLIT_MIN``
-  values on, the channels are split between the worker threads below (``_by_channels``):
+  values on, the channels (or a channel-last array's rows) are split between the worker
+  threads below (``_by_ranges``):
   crop-add of a 64-channel 232-px tile took 4.3 ms serial and 1.5 ms split, im2col of
   cunet's 2x2 stride-2 conv 2.6 and 1.2 ms.  Not ``parallel=True``: a parallel region's
   fork/join (plus the OpenMP layer's spin-waiting when another process holds a core, as on
@@ -112,7 +113,7 @@ VECTOR_FLOATS = 16
 _gemm = np.matmul
 
 
-# --- copy and elementwise kernels (serial Numba loops, channels split by _by_channels) ---
+# --- copy and elementwise kernels (serial Numba loops, split by _by_ranges) ---
 @njit(nogil=True, cache=True)
 def _im2col_kernel(x, kh, kw, stride, oh, ow, cols):
     c_n, n_n = x.shape[0], x.shape[1]
@@ -133,7 +134,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     oh, ow = out_size(h, kh, stride), out_size(w, kw, stride)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=np.float32)
     kk = kh * kw
-    _by_channels(c, cols.size, lambda lo, hi: _im2col_kernel(x[lo:hi], kh, kw, stride, oh, ow, cols[lo * kk:hi * kk]))
+    _by_ranges(c, cols.size, lambda lo, hi: _im2col_kernel(x[lo:hi], kh, kw, stride, oh, ow, cols[lo * kk:hi * kk]))
     return cols
 
 
@@ -166,7 +167,7 @@ def col2im(cols: np.ndarray, shape: tuple[int, int, int, int], kh: int, kw: int,
     oh, ow = transposed_out_size(h, kh, stride, pad), transposed_out_size(w, kw, stride, pad)
     y = np.zeros((oc, n, oh, ow), dtype=np.float32)
     kk = kh * kw
-    _by_channels(oc, cols.size, lambda lo, hi: _col2im_kernel(cols[lo * kk:hi * kk], h, w, kh, kw, stride, pad, y[lo:hi]))
+    _by_ranges(oc, cols.size, lambda lo, hi: _col2im_kernel(cols[lo * kk:hi * kk], h, w, kh, kw, stride, pad, y[lo:hi]))
     return y
 
 
@@ -180,11 +181,25 @@ def _bias_leaky_relu_kernel(y2, bias, slope):
             y2[o, k] = max(v, v * slope)
 
 
+@njit(nogil=True, cache=True)
+def _bias_leaky_relu_cl_kernel(yt, bias, slope):
+    """``_bias_leaky_relu_kernel`` on yt (M, OC), channels last."""
+    for k in range(yt.shape[0]):
+        row = yt[k]
+        for o in range(row.shape[0]):
+            v = row[o] + bias[o]
+            row[o] = max(v, v * slope)
+
+
 def bias_leaky_relu(y: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
     """Twin of ``ops.bias_leaky_relu``: in place ``y += bias`` per channel, then LeakyReLU."""
-    y2 = y.reshape(y.shape[0], -1)  # (OC, M) view
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
-    _by_channels(y2.shape[0], y2.size, lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s))
+    if y.ndim == 4 and is_channels_last(y):
+        yt = y.transpose(1, 2, 3, 0).reshape(-1, y.shape[0])   # (N*H*W, OC) view
+        _by_ranges(yt.shape[0], yt.size, lambda lo, hi: _bias_leaky_relu_cl_kernel(yt[lo:hi], bias, s))
+        return y
+    y2 = y.reshape(y.shape[0], -1)  # (OC, M) view
+    _by_ranges(y2.shape[0], y2.size, lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s))
     return y
 
 
@@ -202,10 +217,30 @@ def _channel_mean_kernel(x, z):
             z[c, n] = acc / (h * w)
 
 
+@njit(nogil=True, cache=True)
+def _channel_sum_cl_kernel(rows, r0, h, n_n, c):
+    """Per-channel float64 sums (N, C) of ``rows`` (R, W*C): rows r0.. of a channel-last
+    (N*H, W*C) array, image n = row // H (0 for the images the rows do not reach)."""
+    acc = np.zeros((n_n, c))
+    for k in range(rows.shape[0]):
+        a, row = acc[(r0 + k) // h], rows[k]
+        for p in range(0, row.shape[0], c):
+            px = row[p:p + c]
+            for t in range(c):
+                a[t] += px[t]
+    return acc
+
+
 def channel_mean(x: np.ndarray) -> np.ndarray:
     """Twin of ``ops.channel_mean`` (SE squeeze, lib/srcnn.lua:232-244): (C, N, H, W) -> (C, N)."""
-    z = np.empty(x.shape[:2], dtype=np.float32)
-    _by_channels(x.shape[0], x.size, lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]))
+    c, n, h, w = x.shape
+    if is_channels_last(x):
+        rows = x.transpose(1, 2, 3, 0).reshape(n * h, w * c)   # (N*H, W*C) view
+        sums = []                                               # (N, C) float64 per row range
+        _by_ranges(n * h, x.size, lambda lo, hi: sums.append(_channel_sum_cl_kernel(rows[lo:hi], lo, h, n, c)))
+        return (np.sum(sums, axis=0).T / (h * w)).astype(np.float32)
+    z = np.empty((c, n), dtype=np.float32)
+    _by_ranges(c, x.size, lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]))
     return z
 
 
@@ -220,9 +255,28 @@ def _se_scale_kernel(x, z):
                     x[c, n, yy, xx] *= zc
 
 
+@njit(nogil=True, cache=True)
+def _se_scale_cl_kernel(rows, r0, h, zt):
+    """``_se_scale_kernel`` on ``rows`` (R, W*C): rows r0.. of a channel-last (N*H, W*C)
+    array, image n = row // H, scaled by zt[n] (zt: z transposed, (N, C))."""
+    c = zt.shape[1]
+    for k in range(rows.shape[0]):
+        zn, row = zt[(r0 + k) // h], rows[k]
+        for p in range(0, row.shape[0], c):
+            px = row[p:p + c]
+            for t in range(c):
+                px[t] *= zn[t]
+
+
 def se_scale(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Twin of ``ops.se_scale`` (SE excite): in place ``x[c, n] *= z[c, n]``."""
-    _by_channels(x.shape[0], x.size, lambda lo, hi: _se_scale_kernel(x[lo:hi], z[lo:hi]))
+    c, n, h, w = x.shape
+    if is_channels_last(x):
+        rows = x.transpose(1, 2, 3, 0).reshape(n * h, w * c)   # (N*H, W*C) view
+        zt = np.ascontiguousarray(z.T)                          # (N, C)
+        _by_ranges(n * h, x.size, lambda lo, hi: _se_scale_cl_kernel(rows[lo:hi], lo, h, zt))
+        return x
+    _by_ranges(c, x.size, lambda lo, hi: _se_scale_kernel(x[lo:hi], z[lo:hi]))
     return x
 
 
@@ -236,10 +290,32 @@ def _crop_add_kernel(a, b, crop, y):
                     y[c, n, r, q] = a[c, n, r, q] + b[c, n, r + crop, q + crop]
 
 
+@njit(nogil=True, cache=True)
+def _crop_add_cl_kernel(a_rows, b_rows, r0, h, crop, y_rows):
+    """``_crop_add_kernel`` on channel-last rows: y_rows[k] = a_rows[k] + row r0 + k of b
+    cropped (a: (N*H, W*C) rows, b: (N*(H + 2crop), (W + 2crop)*C) rows)."""
+    wc = a_rows.shape[1]
+    off = (b_rows.shape[1] - wc) // 2                  # crop*C values on each side
+    for k in range(a_rows.shape[0]):
+        n, yy = (r0 + k) // h, (r0 + k) % h
+        ar, yr = a_rows[k], y_rows[k]
+        br = b_rows[n * (h + 2 * crop) + yy + crop, off:off + wc]
+        for q in range(wc):
+            yr[q] = ar[q] + br[q]
+
+
 def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
-    """Twin of ``ops.crop_add``: ``a + b`` cropped by ``crop`` on every side, a new array."""
+    """Twin of ``ops.crop_add``: ``a + b`` cropped by ``crop`` on every side, a new array,
+    channel-last where a and b both are."""
+    if is_channels_last(a) and is_channels_last(b):
+        c, n, h, w = a.shape
+        yt = np.empty((n, h, w, c), dtype=np.float32)
+        rows = lambda t: t.reshape(t.shape[0] * t.shape[1], -1)     # (N, H, W, C) -> (N*H, W*C) view
+        a_rows, b_rows, y_rows = rows(a.transpose(1, 2, 3, 0)), rows(b.transpose(1, 2, 3, 0)), rows(yt)
+        _by_ranges(n * h, a.size, lambda lo, hi: _crop_add_cl_kernel(a_rows[lo:hi], b_rows, lo, h, crop, y_rows[lo:hi]))
+        return yt.transpose(3, 0, 1, 2)              # (C, N, H, W) view
     y = np.empty(a.shape, dtype=np.float32)
-    _by_channels(a.shape[0], a.size, lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]))
+    _by_ranges(a.shape[0], a.size, lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]))
     return y
 
 
@@ -496,16 +572,17 @@ def _block_rows(rows: int, fit: int, multiple: int) -> int:
     return math.ceil(rows / count)
 
 
-def _by_channels(c: int, values: int, work) -> None:
-    """``work(lo, hi)`` over channel ranges covering ``range(c)``: for ``values`` (the
-    elements the work touches) from ``ELEMENTWISE_SPLIT_MIN`` on, one range per thread on
-    the workers (``_run_blocks``; the work calls no BLAS), else ``work(0, c)`` on the caller."""
+def _by_ranges(count: int, values: int, work) -> None:
+    """``work(lo, hi)`` over ranges covering ``range(count)`` (the channels of a channel-major
+    array, the pixel rows of a channel-last one): for ``values`` (the elements the work
+    touches) from ``ELEMENTWISE_SPLIT_MIN`` on, one range per thread on the workers
+    (``_run_blocks``; the work calls no BLAS), else ``work(0, count)`` on the caller."""
     threads = _threads()
-    if values < ELEMENTWISE_SPLIT_MIN or c < 2 or threads < 2:
-        work(0, c)
+    if values < ELEMENTWISE_SPLIT_MIN or count < 2 or threads < 2:
+        work(0, count)
         return
-    step = -(-c // threads)
-    _run_blocks([(lo, min(c, lo + step)) for lo in range(0, c, step)], lambda b: work(*b), blas=False)
+    step = -(-count // threads)
+    _run_blocks([(lo, min(count, lo + step)) for lo in range(0, count, step)], lambda b: work(*b), blas=False)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from numba import njit
 
 # the forward's block runner (worker threads, single-threaded BLAS) and block sizes, its channel split,
 # per-thread stacks of matrices, F(2x2)'s input transform and the Winograd conv as blocks
-from w2x.kernels.cpu_numba import (_block_rows, _by_channels, _matrices, _run_blocks, _stack, _winograd_input,
+from w2x.kernels.cpu_numba import (_block_rows, _by_ranges, _matrices, _run_blocks, _stack, _winograd_input,
                                    winograd_blocks)
 
 
@@ -306,7 +306,7 @@ def leaky_relu_backward(dy: np.ndarray, y: np.ndarray, slope: float) -> np.ndarr
     dz = np.empty(dy.shape, np.float32)
     dy2, y2, dz2 = (np.ascontiguousarray(a).reshape(oc, -1) for a in (dy, y, dz))   # (OC, N*H*W)
     s = np.float32(slope)
-    _by_channels(oc, dy2.size, lambda lo, hi: _leaky_backward_kernel(dy2[lo:hi].ravel(), y2[lo:hi].ravel(), s,
+    _by_ranges(oc, dy2.size, lambda lo, hi: _leaky_backward_kernel(dy2[lo:hi].ravel(), y2[lo:hi].ravel(), s,
                                                                    dz2[lo:hi].ravel()))
     return dz
 

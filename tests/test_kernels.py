@@ -399,23 +399,26 @@ def test_numba_winograd_stacks_are_skewed_views_of_their_rows(numba_backend):
 
 
 @pytest.mark.parametrize("channels", [1, 2, 5])
-def test_numba_elementwise_kernels_split_by_channels_are_their_twins(numba_backend, monkeypatch, channels):
+@pytest.mark.parametrize("order", ["channel-major", "channel-last"])
+def test_numba_elementwise_kernels_split_by_channels_are_their_twins(numba_backend, monkeypatch, channels, order):
     """Every copy and elementwise kernel with its channels split between the workers (the
-    threshold at 1 value) against its ops.py twin."""
+    threshold at 1 value) against its ops.py twin, on activations in either memory order."""
     monkeypatch.setattr(numba_backend, "ELEMENTWISE_SPLIT_MIN", 1)
     monkeypatch.setattr(numba_backend, "_threads", lambda: 3)   # 3 ranges where 3+ channels
     rng = _rng(18)
     x, b = _randn(rng, channels, 2, 9, 8), _randn(rng, channels, 2, 13, 12)
+    if order == "channel-last":
+        x, b = ops.to_channels_last(x), ops.to_channels_last(b)
     z, bias = _randn(rng, channels, 2), _randn(rng, channels)
     np.testing.assert_array_equal(numba_backend.im2col(x, 2, 2, 2), ops.im2col(x, 2, 2, 2))
     np.testing.assert_array_equal(numba_backend.im2col(x, 3, 3, 1), ops.im2col(x, 3, 3, 1))
     cols = _randn(rng, channels * 16, 2 * 9 * 8)
     np.testing.assert_allclose(numba_backend.col2im(cols, (channels, 2, 9, 8), 4, 4, 2, 1),
                                ops.col2im(cols, (channels, 2, 9, 8), 4, 4, 2, 1), rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(numba_backend.bias_leaky_relu(x.copy(), bias, 0.1),
+    np.testing.assert_array_equal(numba_backend.bias_leaky_relu(x.copy(order="K"), bias, 0.1),   # "K": in x's order
                                   ops.bias_leaky_relu(x.copy(), bias, 0.1))
     np.testing.assert_allclose(numba_backend.channel_mean(x), ops.channel_mean(x), rtol=1e-6)
-    np.testing.assert_array_equal(numba_backend.se_scale(x.copy(), z), ops.se_scale(x.copy(), z))
+    np.testing.assert_array_equal(numba_backend.se_scale(x.copy(order="K"), z), ops.se_scale(x.copy(), z))
     np.testing.assert_array_equal(numba_backend.crop_add(x, b, 2), ops.crop_add(x, b, 2))
 
 

@@ -108,17 +108,19 @@ def test_cli_bad_model_exits_2_and_writes_nothing(tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == [mdir]
 
 
-@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7", "cunet"])
-def test_numba_keeps_only_a_chains_hidden_activations_channel_last(tmp_path, arch):
-    """Model.on: on numba, vgg_7's and upconv_7's hidden layers (each feeds only the next)
-    write channel-last, their last layer and cunet's layers channel-major; the forward is
-    the numpy backend's either way."""
+@pytest.mark.parametrize("arch", ["vgg_7", "upconv_7", "upcunet", "cunet"])
+def test_numba_keeps_activations_channel_last_and_images_channel_major(tmp_path, arch):
+    """Model.on: on numba, every layer whose output is an activation writes it channel-last
+    (but the SE blocks' 1x1 convs on (C, N, 1, 1), where the order is moot), the layers that
+    output an image (``Arch.image_layers``) channel-major; the forward is the numpy
+    backend's."""
     pytest.importorskip("numba")
     from w2x.nn.backend import get_backend
     model = load_model(write_model(tmp_path / "m.json", model_entries(arch, seed=3, scale=0.03)))
     layers = model.on(get_backend("numba")).layers
-    names = list(layers)
-    expected = {name: arch != "cunet" and name != names[-1] for name in names}
-    assert {name: getattr(layer, "channels_last", False) for name, layer in layers.items()} == expected
+    images = model.config.arch.image_layers
+    assert images and set(images) <= set(layers)
+    expected = {name: name not in images and ".se." not in name for name in layers}
+    assert {name: layer.channels_last for name, layer in layers.items()} == expected
     x = np.random.default_rng(4).random((2, 3, 112, 108), dtype=np.float32)
     np.testing.assert_allclose(model.forward(x, "numba"), model.forward(x, "numpy"), rtol=0, atol=WINOGRAD_ATOL)

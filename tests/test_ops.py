@@ -17,6 +17,7 @@ CONV_CASES = [  # (N, C, H, W, OC, k, stride)
     (1, 2, 13, 6, 2, 4, 1), (2, 1, 7, 9, 3, 3, 2),
     (2, 12, 9, 8, 3, 3, 1),  # C >= 4*OC: kn2row on the CPU backends
     (1, 5, 6, 10, 4, 3, 1),  # 3x3 stride 1: Winograd on numba, odd and even output sizes
+    (1, 3, 7, 9, 4, 2, 2),   # k == stride on odd sizes: the last row and column unused
 ]
 DECONV_CASES = [  # (N, C, H, W, OC, k, stride, pad)
     (1, 4, 6, 5, 3, 4, 2, 3), (2, 3, 4, 4, 2, 2, 2, 0), (1, 2, 5, 7, 3, 3, 1, 1),
@@ -55,7 +56,7 @@ def _activation(x: np.ndarray, order: str, be) -> np.ndarray:
 @pytest.mark.parametrize("order", ORDERS)
 def test_conv2d_matches_naive_loop(case, backend, order):
     """Read in either memory order, and written channel-last where asked for and the backend
-    can (Winograd layers on numba)."""
+    can (on numba: Winograd layers, and k x k stride-k ones by ``_space_to_depth``)."""
     n, c, h, w, oc, k, s = case
     rng = _rng(sum(case))
     x = rng.standard_normal((n, c, h, w))
@@ -68,7 +69,8 @@ def test_conv2d_matches_naive_loop(case, backend, order):
     kn2row = be.kn2row and k > 1 and s == 1 and c >= KN2ROW_MIN_RATIO * oc
     assert (layer.kn2row_w is not None) == kn2row
     assert (layer.winograd_u is not None) == (be.winograd_conv3x3 is not None and k == 3 and s == 1 and not kn2row)
-    assert layer.channels_last == (order == "channel-last" and be.channels_last and layer.winograd_u is not None)
+    can_write_last = layer.winograd_u is not None or k == s > 1
+    assert layer.channels_last == (order == "channel-last" and be.channels_last and can_write_last)
     y = layer(_activation(x, order, be), be, None)                 # (OC, N, OH, OW)
     written = y.transpose(1, 2, 3, 0) if layer.channels_last else y   # as it lies in memory
     assert written.flags.c_contiguous
@@ -114,6 +116,8 @@ def test_kn2row_matches_its_shifted_planes_loop():
 @pytest.mark.parametrize("case", DECONV_CASES, ids=str)
 @pytest.mark.parametrize("order", ORDERS)
 def test_conv_transpose2d_matches_scatter_loop(case, backend, order):
+    """Read in either memory order, and written channel-last where asked for and the backend
+    can (on numba: k x k stride-k unpadded ones, by ``_depth_to_space``)."""
     n, c, h, w, oc, k, s, p = case
     rng = _rng(sum(case))
     x = rng.standard_normal((n, c, h, w))
@@ -121,8 +125,11 @@ def test_conv_transpose2d_matches_scatter_loop(case, backend, order):
     b = rng.standard_normal(oc)
     be = get_backend(backend)
     layer = ConvTranspose2d(np.ascontiguousarray(wt.reshape(c, -1).T, dtype=np.float32),
-                            b.astype(np.float32), k, s, p).on(be)
-    y = be.to_host(layer(_activation(x, order, be), be, None)).transpose(1, 0, 2, 3)
+                            b.astype(np.float32), k, s, p).on(be, channels_last=order == "channel-last")
+    assert layer.channels_last == (order == "channel-last" and be.channels_last and k == s and p == 0)
+    y = layer(_activation(x, order, be), be, None)                 # (OC, N, OH, OW)
+    assert (y.transpose(1, 2, 3, 0) if layer.channels_last else y).flags.c_contiguous
+    y = be.to_host(y).transpose(1, 0, 2, 3)
     np.testing.assert_allclose(y, conv_transpose2d_naive(x, wt, b, s, p), atol=FLOAT32_ATOL)
 
 

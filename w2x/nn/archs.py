@@ -169,18 +169,16 @@ class Arch:
     offset: int             # output pixels lost on each side (w2nn offset)
     scale_factor: int       # 2 for the nets that upsample themselves (model_config.scale_factor)
     valid_sizes: range | None = None   # input tile sizes the graph accepts (srcnn.lua:597-630)
-
-    @property
-    def chain(self) -> bool:
-        """True for vgg_7 and upconv_7: every layer but the last feeds only the next one, so
-        their activations may stay in whatever memory order the layers pass on (cunet's
-        also feed SE blocks, crop-adds and strided convs)."""
-        return self.forward is forward_sequential
+    # the layers that output an image (1 or 3 channels); the others' outputs are activations,
+    # which a backend may keep channel-last (models.Model.on)
+    image_layers: tuple[str, ...] = ()
 
 
 ARCHS = {a.name: a for a in (
-    Arch("vgg_7", vgg_7_spec, forward_sequential, offset=7, scale_factor=1),
-    Arch("upconv_7", upconv_7_spec, forward_sequential, offset=14, scale_factor=2),
-    Arch("upcunet", upcunet_spec, forward_cunet, offset=36, scale_factor=2, valid_sizes=range(76, 513, 4)),
-    Arch("cunet", cunet_spec, forward_cunet, offset=28, scale_factor=1, valid_sizes=range(100, 513, 4)),
+    Arch("vgg_7", vgg_7_spec, forward_sequential, offset=7, scale_factor=1, image_layers=("conv7",)),
+    Arch("upconv_7", upconv_7_spec, forward_sequential, offset=14, scale_factor=2, image_layers=("deconv",)),
+    Arch("upcunet", upcunet_spec, forward_cunet, offset=36, scale_factor=2, valid_sizes=range(76, 513, 4),
+         image_layers=("unet1.out", "unet2.out")),
+    Arch("cunet", cunet_spec, forward_cunet, offset=28, scale_factor=1, valid_sizes=range(100, 513, 4),
+         image_layers=("unet1.out", "unet2.out")),
 )}

@@ -63,8 +63,11 @@ class Conv2d:
     # the same weight for kn2row, (OC*k*k, C): set by ``on`` for a backend with ``kn2row``,
     # on narrow stride-1 layers (C >= KN2ROW_MIN_RATIO * OC, e.g. 128->3)
     kn2row_w: np.ndarray | None = None
-    # True: the Winograd form writes the output channel-last (``ops.to_channels_last``), with
-    # ``winograd_u`` as ((m+2)^2, C, OC): set by ``on`` where asked for and the backend can
+    # the same weight for a k x k stride-k conv written channel-last, (k*k*C, OC), rows in
+    # (i, j, c) order (``_space_to_depth``): set by ``on`` where asked for and the backend can
+    w_last: np.ndarray | None = None
+    # True: the output is written channel-last (``ops.to_channels_last``): by the Winograd
+    # form, with ``winograd_u`` as ((m+2)^2, C, OC), or by ``_space_to_depth``
     channels_last: bool = False
 
     @property
@@ -83,10 +86,16 @@ class Conv2d:
         winograd = be.winograd_conv3x3 is not None and k == 3 and self.stride == 1
         kn2row = be.kn2row and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * self.out_channels
         winograd = winograd and not kn2row
-        last = winograd and channels_last and be.channels_last
+        strided = k > 1 and k == self.stride                     # windows that do not overlap
+        last = channels_last and be.channels_last and (winograd or strided)
         u = winograd_weight(self.w2d, c, winograd_tile(c, self.out_channels), channels_last=last) if winograd else None
+        w_last = None
+        if last and strided:    # (OC, C*k*k) -> (OC, C, k, k) -> (k, k, C, OC) -> (k*k*C, OC)
+            w_last = np.ascontiguousarray(self.w2d.reshape(self.out_channels, c, k, k).transpose(2, 3, 1, 0)
+                                          .reshape(k * k * c, self.out_channels))
         return Conv2d(be.to_device(self.w2d), be.to_device(self.bias), k, self.stride, winograd_u=u,
-                      kn2row_w=kn2row_weight(self.w2d, c, k) if kn2row else None, channels_last=last)
+                      kn2row_w=kn2row_weight(self.w2d, c, k) if kn2row else None,
+                      w_last=None if w_last is None else be.to_device(w_last), channels_last=last)
 
     def __call__(self, x, be: Backend, slope: float | None):
         """x (C, N, H, W) -> (OC, N, OH, OW), bias added, LeakyReLU(slope) unless None."""
@@ -95,6 +104,8 @@ class Conv2d:
         if self.winograd_u is not None:
             return be.winograd_conv3x3(x, self.winograd_u, self.bias, slope,   # (OC, N, OH, OW)
                                        channels_last=self.channels_last)
+        if self.w_last is not None:
+            return self._space_to_depth(x, be, slope)
         c, n, h, w = x.shape
         oh, ow = out_size(h, self.k, self.stride), out_size(w, self.k, self.stride)
         if self.k == 1:
@@ -104,6 +115,21 @@ class Conv2d:
         y = be.matmul(self.w2d, cols)                             # (OC, N*OH*OW)
         be.bias_leaky_relu(y, self.bias, slope)
         return y.reshape(self.out_channels, n, oh, ow)            # (OC, N, OH, OW)
+
+    def _space_to_depth(self, x, be: Backend, slope: float | None):
+        """A k x k stride-k conv (cunet's 2x2 down-convs) written channel-last.  Its windows do
+        not overlap, so its columns are x's pixels regrouped, with no pixel repeated:
+        (N*OH*OW, k*k*C), column (i*k + j)*C + c; one GEMM with ``w_last`` then gives y's
+        pixels with their channels last, (N*OH*OW, OC)."""
+        c, n, h, w = x.shape
+        k, oc = self.k, self.out_channels
+        oh, ow = h // k, w // k
+        xt = x.transpose(1, 2, 3, 0)[:, :oh * k, :ow * k]                      # (N, OH*k, OW*k, C) view
+        cols = be.xp.ascontiguousarray(xt.reshape(n, oh, k, ow, k, c).transpose(0, 1, 3, 2, 4, 5))  # (N, OH, OW, k, k, C)
+        y = be.matmul(cols.reshape(n * oh * ow, k * k * c), self.w_last)      # (N*OH*OW, OC)
+        y = y.reshape(n, oh, ow, oc).transpose(3, 0, 1, 2)                      # (OC, N, OH, OW) view
+        be.bias_leaky_relu(y, self.bias, slope)
+        return y
 
     def _kn2row(self, x, be: Backend, slope: float | None):
         """One GEMM on the input, (OC*k*k, C) @ (C, N*H*W), then the k*k shifted planes added:
@@ -135,18 +161,37 @@ class ConvTranspose2d:
     k: int
     stride: int
     pad: int
+    # the same weight for a k x k stride-k unpadded transposed conv written channel-last,
+    # (C, k*k*OC), columns in (i, j, o) order (``_depth_to_space``): set by ``on`` where
+    # asked for and the backend can
+    wt_last: np.ndarray | None = None
 
     @property
     def out_channels(self) -> int:
         return self.wt.shape[0] // (self.k * self.k)
 
+    @property
+    def channels_last(self) -> bool:
+        """True: the output is written channel-last (``ops.to_channels_last``)."""
+        return self.wt_last is not None
+
     def on(self, be: Backend, channels_last: bool = False) -> ConvTranspose2d:
-        """This layer with its arrays on ``be``'s device (its output is always channel-major:
-        ``channels_last`` is taken for ``Conv2d.on``'s signature and ignored)."""
-        return ConvTranspose2d(be.to_device(self.wt), be.to_device(self.bias), self.k, self.stride, self.pad)
+        """This layer with its arrays on ``be``'s device; ``channels_last``: write the output
+        channel-last where ``be`` can and no two input pixels reach the same output pixel
+        (k == stride, no padding: cunet's 2x2 up-convs)."""
+        k, oc = self.k, self.out_channels
+        wt_last = None
+        if channels_last and be.channels_last and k == self.stride and self.pad == 0:
+            # (OC*k*k, C) -> (OC, k, k, C) -> (C, k, k, OC) -> (C, k*k*OC)
+            wt_last = be.to_device(np.ascontiguousarray(self.wt.reshape(oc, k, k, -1).transpose(3, 1, 2, 0)
+                                                        .reshape(-1, k * k * oc)))
+        return ConvTranspose2d(be.to_device(self.wt), be.to_device(self.bias), k, self.stride, self.pad,
+                               wt_last=wt_last)
 
     def __call__(self, x, be: Backend, slope: float | None):
         """x (C, N, H, W) -> (OC, N, (H-1)*stride - 2*pad + k, ...)."""
+        if self.wt_last is not None:
+            return self._depth_to_space(x, be, slope)
         if be.conv_transpose is not None:                         # GEMM and col2im fused
             return be.conv_transpose(x, self.wt, self.bias, self.k, self.stride, self.pad, slope)
         c, n, h, w = x.shape
@@ -154,3 +199,16 @@ class ConvTranspose2d:
         y = be.col2im(cols, (self.out_channels, n, h, w), self.k, self.k, self.stride, self.pad)
         be.bias_leaky_relu(y, self.bias, slope)
         return y                                                  # (OC, N, OH, OW)
+
+    def _depth_to_space(self, x, be: Backend, slope: float | None):
+        """A k x k stride-k unpadded transposed conv written channel-last.  Input pixel (y, x)
+        alone reaches output pixels (y*k + i, x*k + j), so one GEMM (N*H*W, C) @ (C, k*k*OC)
+        gives each input pixel's k x k output pixels, which are regrouped into y's rows."""
+        c, n, h, w = x.shape
+        k, oc = self.k, self.out_channels
+        xt = be.xp.ascontiguousarray(x.transpose(1, 2, 3, 0))                 # (N, H, W, C): a view if channel-last
+        p = be.matmul(xt.reshape(n * h * w, c), self.wt_last)                  # (N*H*W, k*k*OC)
+        y = be.xp.ascontiguousarray(p.reshape(n, h, w, k, k, oc).transpose(0, 1, 3, 2, 4, 5))  # (N, H, k, W, k, OC)
+        y = y.reshape(n, h * k, w * k, oc).transpose(3, 0, 1, 2)              # (OC, N, OH, OW) view
+        be.bias_leaky_relu(y, self.bias, slope)
+        return y

@@ -88,12 +88,12 @@ class Model:
 
     def on(self, be: Backend) -> "Model":
         """This model as ``be`` runs it (cached): weights on its device, in its forms.  On a
-        backend with ``channels_last``, the hidden layers of a chain (vgg_7, upconv_7) write
-        their activations channel-last for the next layer (``layers.Conv2d.channels_last``)."""
+        backend with ``channels_last``, the layers that output activations rather than an
+        image (``Arch.image_layers``) write them channel-last where they can
+        (``layers.Conv2d.channels_last``); every primitive reads either order."""
         if be.name not in self._on:
-            last = list(self.layers)[-1]
-            chain = be.channels_last and self.config.arch.chain
-            layers = {name: layer.on(be, channels_last=chain and name != last)
+            images = self.config.arch.image_layers
+            layers = {name: layer.on(be, channels_last=be.channels_last and name not in images)
                       for name, layer in self.layers.items()}
             self._on[be.name] = Model(self.config, layers, self.path)
         return self._on[be.name]
