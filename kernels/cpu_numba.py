@@ -26,6 +26,10 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
   (its thread count cannot be set from here), the blocks run one after another on the
   calling thread and the BLAS threads itself.
 
+Activations come in either memory order (``ops.is_channels_last``): the elementwise kernels
+have channel-last twins (``_cl``) that run along rows of W*C values, split by rows; the
+Winograd ones read and write either order.
+
 ``winograd_conv3x3`` runs the 3x3 stride-1 convolutions (``layers.Conv2d`` calls it where the
 backend has it): Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", CVPR 2016; points 0, 1, -1, 1/2, -2 for accuracy, see
@@ -1348,9 +1352,9 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     In channel-last order the matrices are the transposes, (tiles, C) and (tiles, OC), and
     the GEMMs (tiles, C) @ (C, OC); the transforms then run along the channels of each tile,
     where the channel-major ones run along the tiles of a row and must split each row into
-    its column phases and interleave the output tiles back into image rows.  vgg_7 and
-    upconv_7 keep their hidden layers channel-last (``layers.Conv2d.channels_last``): a
-    forward of a 256-px tile 0.88-0.93x the time (2 threads, medians of 5).
+    its column phases and interleave the output tiles back into image rows.  Networks keep
+    their activations channel-last (``models.Model.on``): a forward of a 256-px tile takes
+    0.89-0.91x the time of channel-major on every arch (2 threads, medians of 7).
     """
     y, blocks, work = winograd_blocks(x, u, bias, slope, pad, channels_last=channels_last)
     _run_blocks(blocks, work)

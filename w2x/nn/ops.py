@@ -8,11 +8,11 @@ and ``W2d @ cols`` is ``(OC, N*OH*OW)``, which *is* the next layer's
 ``(OC, N, OH, OW)`` activation.  This is torch7's SpatialConvolutionMM
 (im2col + one GEMM per layer) batched over tiles.
 
-The numba backend may hand a layer's activation on in channel-last memory order: still
-an array of shape ``(C, N, H, W)``, but the view of a C-contiguous ``(N, H, W, C)`` one
-(``to_channels_last``), so that its Winograd transforms run along the channels
-(``kernels/cpu_numba.py``; ``layers.Conv2d.channels_last``).  Every function here takes
-either order; the values are the same.
+The numba backend hands activations from layer to layer in channel-last memory order:
+still arrays of shape ``(C, N, H, W)``, but views of C-contiguous ``(N, H, W, C)`` ones
+(``to_channels_last``), so that its Winograd transforms and elementwise kernels run along
+the channels of a pixel (``kernels/cpu_numba.py``; ``models.Model.on``).  Every function
+here takes either order; the values are the same.
 
 The functions here are the "numpy" row of the backend table (``backend.py``);
 ``kernels/cpu_numba.py`` and ``kernels/*.cu`` are twins with the same
