@@ -30,9 +30,12 @@ WINOGRAD_TILE = 4
 # where the GEMMs are big: a 128->128 layer on a 256-px tile (1 thread) 73 -> 70 ms (GEMM
 # 47.5 -> 38.9 ms, the transforms 25.6 -> 31.3), a 64->64 one 20.8 -> 21.4 ms; lena.png at 2x
 # (2 threads, one process, medians of 5-6 pairs) 0.94-0.96x the time of F(4x4) everywhere on
-# upconv_7 (1 thread 0.85x), 0.97-0.99x on vgg_7, 0.98x on upcunet; a threshold of 64 * 128
-# measured the same.
-WINOGRAD_BIG_TILE_MIN_PAIRS = 128 * 128
+# upconv_7 (1 thread 0.85x), 0.97-0.99x on vgg_7, 0.98x on upcunet.  With activations
+# channel-last (cheaper transforms), 64 * 128 instead of 128 * 128 (F(6x6) also on the
+# 64->128 layers: float32 error 4.9e-5 there, under the 128->128 layers' 9.6e-5) took 0.93x
+# the time on vgg_7 (twice, medians of 7 and 11), 0.99-1.02x on upconv_7, 1.00x on upcunet;
+# 64 * 64 gained nothing more.
+WINOGRAD_BIG_TILE_MIN_PAIRS = 64 * 128
 # ... and at most this many input channels: the error grows with the sum over C, and
 # cunet's 256->128 layer reached 2.3e-4 under F(6x6) (4.9e-5 under F(4x4)) on those inputs.
 WINOGRAD_BIG_TILE_MAX_IN_CHANNELS = 128
