@@ -65,7 +65,7 @@ import numpy as np
 from numba import njit
 
 from w2x.kernels.cpu_crew import Crew
-from w2x.nn.ops import WINOGRAD_TILES, is_channels_last, out_size, transposed_out_size
+from w2x.nn.ops import WINOGRAD_TILES, is_channels_last, out_size, to_channels_last, transposed_out_size
 
 # Per-thread scratch of one Winograd block: (m+2)^2 * (C + OC) * tiles float32 values (plus
 # up to 4 KiB of skew per matrix, ``_stack_stride``; not counted).  4 MiB
@@ -202,6 +202,9 @@ def bias_leaky_relu(y: np.ndarray, bias: np.ndarray, slope: float | None) -> np.
         yt = y.transpose(1, 2, 3, 0).reshape(-1, y.shape[0])   # (N*H*W, OC) view
         _by_ranges(yt.shape[0], yt.size, lambda lo, hi: _bias_leaky_relu_cl_kernel(yt[lo:hi], bias, s))
         return y
+    if not y.flags.c_contiguous:
+        raise ValueError(f"bias_leaky_relu works in place on a C-contiguous or channel-last array; "
+                         f"got strides {y.strides} for shape {y.shape}")
     y2 = y.reshape(y.shape[0], -1)  # (OC, M) view
     _by_ranges(y2.shape[0], y2.size, lambda lo, hi: _bias_leaky_relu_kernel(y2[lo:hi], bias[lo:hi], s))
     return y
@@ -240,9 +243,10 @@ def channel_mean(x: np.ndarray) -> np.ndarray:
     c, n, h, w = x.shape
     if is_channels_last(x):
         rows = x.transpose(1, 2, 3, 0).reshape(n * h, w * c)   # (N*H, W*C) view
-        sums = []                                               # (N, C) float64 per row range
-        _by_ranges(n * h, x.size, lambda lo, hi: sums.append(_channel_sum_cl_kernel(rows[lo:hi], lo, h, n, c)))
-        return (np.sum(sums, axis=0).T / (h * w)).astype(np.float32)
+        sums = {}                                               # first row -> (N, C) float64 sums
+        _by_ranges(n * h, x.size, lambda lo, hi: sums.__setitem__(lo, _channel_sum_cl_kernel(rows[lo:hi], lo, h, n, c)))
+        total = sum(sums[lo] for lo in sorted(sums))            # in row order, whichever thread ended first
+        return (total.T / (h * w)).astype(np.float32)
     z = np.empty((c, n), dtype=np.float32)
     _by_ranges(c, x.size, lambda lo, hi: _channel_mean_kernel(x[lo:hi], z[lo:hi]))
     return z
@@ -683,7 +687,7 @@ def conv_transpose(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, k: int, stri
         y_lo = max(0, -(-(oy0 + pad - k + 1) // stride))
         y_hi = min(h, (oy1 - 1 + pad) // stride + 1)
         rows = max(0, y_hi - y_lo)
-        xin = x[:, t, y_lo:y_lo + rows, :].reshape(c, rows * w)       # (C, rows*W): a view if x is C-contiguous
+        xin = x[:, t, y_lo:y_lo + rows, :].reshape(c, rows * w)       # (C, rows*W) view (BLAS reads a channel-last one transposed)
         cols = _scratch("deconv_cols", kk * rows * w).reshape(kk, rows * w)
         _gemm(wt, xin, out=cols)                                       # (OC*k*k, rows*W)
         _deconv_gather(cols, y_lo, y_lo + rows, w, k, k, stride, pad, bias, s, t, oy0, oy1, y)
@@ -706,17 +710,6 @@ def _tile_rows(x, c, n, y0, pad, wv, rows):
         else:
             for k in range(rows.shape[1]):
                 rows[i, k] = 0.0
-
-
-@njit(nogil=True, cache=True)
-def _untile_rows(q, o, n, y0, y):
-    """y[o, n, y0 + i, :] = q[i, :OW] for the output rows of one Winograd tile row, those
-    past OH dropped (``_tile_rows`` the other way; by index: Numba's slice assignment costs
-    more than the copy on short rows)."""
-    oh, ow = y.shape[2], y.shape[3]
-    for i in range(min(q.shape[0], oh - y0)):
-        for k in range(ow):
-            y[o, n, y0 + i, k] = q[i, k]
 
 
 @njit(nogil=True, cache=True)
@@ -881,11 +874,11 @@ def _winograd_output(m, bias, slope, r0, r1, ty_n, tx_n, y, gate, gate_slope):
         _untile_planes(q, o, r0, r1, ty_n, tx_n, y, gate, gate_slope)
 
 
-# --- F(4x4) and F(6x6): the 1-D transforms, then the kernels in two memory orders ---------
+# --- F(4x4) and F(6x6): the 1-D transforms, then the kernels ---------------------------------
 # Each 2-D transform is its 1-D transform down the columns, then along the rows; the 1-D
-# transforms are these inline functions, so the channel-major kernels (a loop over the
-# tiles of a row) and the channel-last ones (a loop over the channels of a tile) compute
-# every value by the same float32 expression (no FMA contraction: Numba's default).
+# transforms are these inline functions, shared by F(4x4)'s channel-major input transform (a
+# loop over the tiles of a row: a network's first layer) and the channel-last kernels (a loop
+# over the channels of a tile: every other layer).
 
 @njit(nogil=True, cache=True, inline="always")
 def _bt4(d0, d1, d2, d3, d4, d5):
@@ -1007,135 +1000,6 @@ def _winograd4_input(x, pad, r0, r1, ty_n, tx_n, v):
 
 
 @njit(nogil=True, cache=True)
-def _winograd4_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
-    """F(4x4, 3x3) output transform: y[o, n, 4ty:4ty+4, 4tx:4tx+4] = LeakyReLU(A^T M A + bias)
-    for the tiles of rows r0 <= r < r1, M[a, b] = m[a*6 + b, o*P + (r - r0)*TX + tx]; rows and
-    columns past OH/OW dropped (``_at4``).
-
-    Each step is a unit-stride loop over the TX tiles of a row (run to ``_vector_length``),
-    which LLVM vectorises.
-    """
-    oc, _, oh, ow = y.shape
-    p = (r1 - r0) * tx_n
-    tv = _vector_length(tx_n)                        # the loops' length: ``VECTOR_FLOATS``
-    s = np.empty((24, tv), dtype=np.float32)         # A^T M: s[6*i + b, tx] = (A^T M)[i, b]
-    q = np.empty((4, 4 * tv), dtype=np.float32)      # four output rows, columns interleaved
-    for o in range(oc):
-        bo = bias[o]
-        for r in range(r0, r1):
-            n, y0 = r // ty_n, 4 * (r % ty_n)
-            j = o * p + (r - r0) * tx_n         # column of tile (r, 0) in row o of each matrix
-            for b in range(6):
-                m0, m1, m2 = m[b, j:j + tv], m[6 + b, j:j + tv], m[12 + b, j:j + tv]
-                m3, m4, m5 = m[18 + b, j:j + tv], m[24 + b, j:j + tv], m[30 + b, j:j + tv]
-                s0, s1, s2, s3 = s[b], s[6 + b], s[12 + b], s[18 + b]
-                for t in range(tv):
-                    s0[t], s1[t], s2[t], s3[t] = _at4(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t])
-            for i in range(4):
-                a0, a1, a2 = s[6 * i], s[6 * i + 1], s[6 * i + 2]
-                a3, a4, a5 = s[6 * i + 3], s[6 * i + 4], s[6 * i + 5]
-                qi = q[i]
-                for t in range(tv):
-                    e0, e1, e2, e3 = _at4(a0[t], a1[t], a2[t], a3[t], a4[t], a5[t])
-                    qi[4 * t], qi[4 * t + 1] = _leaky(e0 + bo, slope), _leaky(e1 + bo, slope)
-                    qi[4 * t + 2], qi[4 * t + 3] = _leaky(e2 + bo, slope), _leaky(e3 + bo, slope)
-            _untile_rows(q, o, n, y0, y)
-
-
-@njit(nogil=True, cache=True)
-def _winograd6_input(x, pad, r0, r1, ty_n, tx_n, v):
-    """F(6x6, 3x3) input transform: v[a*8 + b, c*P + (r - r0)*TX + tx] = (B^T d B)[a, b] for
-    the 8x8 input tile d at tile row r (= n*TY + ty), column tx (stride 6), rows r0 <= r < r1,
-    of x zero-padded by ``pad`` on every side; pixels past the input read 0 (``_bt6``).
-
-    The same passes as ``_winograd4_input``: rows first (unit stride over the whole width,
-    from x itself where the 8 rows lie inside it), each transformed row split into its 6
-    column phases, then the column transform as a unit-stride loop over the TX tiles.  (The
-    two keep their row set-up apart: a shared helper returning either x's rows or the padded
-    copy made F(4x4)'s transform 1.15x slower on one thread.)
-    """
-    c_n, h, w = x.shape[0], x.shape[2], x.shape[3]
-    p = (r1 - r0) * tx_n
-    width = 6 * tx_n + 6
-    rows = np.zeros((8, width), dtype=np.float32)     # the 8 input rows of a tile row, 0-padded
-    col = np.empty((8, width), dtype=np.float32)      # B^T d: the rows transformed
-    ph = np.empty((6, tx_n + 1), dtype=np.float32)    # one transformed row's column phases
-    wv = min(w, width - pad)                          # the rest of `rows` stays 0
-    for c in range(c_n):
-        for r in range(r0, r1):
-            n, y0 = r // ty_n, 6 * (r % ty_n)
-            if pad == 0 and y0 + 8 <= h and w <= width:
-                xc = x[c, n]
-                d0, d1, d2, d3 = xc[y0], xc[y0 + 1], xc[y0 + 2], xc[y0 + 3]
-                d4, d5, d6, d7 = xc[y0 + 4], xc[y0 + 5], xc[y0 + 6], xc[y0 + 7]
-                read = w                      # columns from x; B^T of the zeros past it is 0
-                for a in range(8):
-                    for k in range(w, width):
-                        col[a, k] = 0.0
-            else:
-                _tile_rows(x, c, n, y0, pad, wv, rows)
-                d0, d1, d2, d3, d4, d5, d6, d7 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]
-                read = width
-            c0, c1, c2, c3, c4, c5, c6, c7 = col[0], col[1], col[2], col[3], col[4], col[5], col[6], col[7]
-            for k in range(read):
-                c0[k], c1[k], c2[k], c3[k], c4[k], c5[k], c6[k], c7[k] = _bt6(
-                    d0[k], d1[k], d2[k], d3[k], d4[k], d5[k], d6[k], d7[k])
-            j = c * p + (r - r0) * tx_n         # column of tile (r, 0) in row c of each matrix
-            for a in range(8):
-                ca = col[a]
-                for k in range(6):            # one phase per loop: LLVM vectorises each
-                    pk = ph[k]                # as gathers (all six in one loop ran 1.7x slower)
-                    for t in range(tx_n + 1):
-                        pk[t] = ca[6 * t + k]
-                q0, q1, q2, q3, q4, q5 = ph[0], ph[1], ph[2], ph[3], ph[4], ph[5]
-                a8 = 8 * a                    # v[a*8 + b]: (B^T d B)[a, b]
-                v0, v1, v2 = v[a8, j:j + tx_n], v[a8 + 1, j:j + tx_n], v[a8 + 2, j:j + tx_n]
-                v3, v4, v5 = v[a8 + 3, j:j + tx_n], v[a8 + 4, j:j + tx_n], v[a8 + 5, j:j + tx_n]
-                v6, v7 = v[a8 + 6, j:j + tx_n], v[a8 + 7, j:j + tx_n]
-                for t in range(tx_n):
-                    v0[t], v1[t], v2[t], v3[t], v4[t], v5[t], v6[t], v7[t] = _bt6(
-                        q0[t], q1[t], q2[t], q3[t], q4[t], q5[t], q0[t + 1], q1[t + 1])
-
-
-@njit(nogil=True, cache=True)
-def _winograd6_output(m, bias, slope, r0, r1, ty_n, tx_n, y):
-    """F(6x6, 3x3) output transform: y[o, n, 6ty:6ty+6, 6tx:6tx+6] = LeakyReLU(A^T M A + bias)
-    for the tiles of rows r0 <= r < r1, M[a, b] = m[a*8 + b, o*P + (r - r0)*TX + tx]; rows and
-    columns past OH/OW dropped (``_at6``).
-
-    The same passes as ``_winograd4_output``, each a unit-stride loop over the TX tiles of a
-    row (run to ``_vector_length``).
-    """
-    oc, _, oh, ow = y.shape
-    p = (r1 - r0) * tx_n
-    tv = _vector_length(tx_n)                        # the loops' length: ``VECTOR_FLOATS``
-    s = np.empty((48, tv), dtype=np.float32)         # A^T M: s[8*i + b, tx] = (A^T M)[i, b]
-    q = np.empty((6, 6 * tv), dtype=np.float32)      # six output rows, columns interleaved
-    for o in range(oc):
-        bo = bias[o]
-        for r in range(r0, r1):
-            n, y0 = r // ty_n, 6 * (r % ty_n)
-            j = o * p + (r - r0) * tx_n         # column of tile (r, 0) in row o of each matrix
-            for b in range(8):
-                m0, m1, m2, m3 = m[b, j:j + tv], m[8 + b, j:j + tv], m[16 + b, j:j + tv], m[24 + b, j:j + tv]
-                m4, m5, m6, m7 = m[32 + b, j:j + tv], m[40 + b, j:j + tv], m[48 + b, j:j + tv], m[56 + b, j:j + tv]
-                s0, s1, s2, s3, s4, s5 = s[b], s[8 + b], s[16 + b], s[24 + b], s[32 + b], s[40 + b]
-                for t in range(tv):
-                    s0[t], s1[t], s2[t], s3[t], s4[t], s5[t] = _at6(
-                        m0[t], m1[t], m2[t], m3[t], m4[t], m5[t], m6[t], m7[t])
-            for i in range(6):
-                a0, a1, a2, a3 = s[8 * i], s[8 * i + 1], s[8 * i + 2], s[8 * i + 3]
-                a4, a5, a6, a7 = s[8 * i + 4], s[8 * i + 5], s[8 * i + 6], s[8 * i + 7]
-                qi = q[i]
-                for t in range(tv):
-                    e0, e1, e2, e3, e4, e5 = _at6(a0[t], a1[t], a2[t], a3[t], a4[t], a5[t], a6[t], a7[t])
-                    qi[6 * t], qi[6 * t + 1] = _leaky(e0 + bo, slope), _leaky(e1 + bo, slope)
-                    qi[6 * t + 2], qi[6 * t + 3] = _leaky(e2 + bo, slope), _leaky(e3 + bo, slope)
-                    qi[6 * t + 4], qi[6 * t + 5] = _leaky(e4 + bo, slope), _leaky(e5 + bo, slope)
-            _untile_rows(q, o, n, y0, y)
-
-
-@njit(nogil=True, cache=True)
 def _tile_rows_cl(x, n, y0, pad, rows):
     """rows[i, (pad + k)*C + ch] = x[n, y0 + i - pad, k, ch] for the input rows of one
     Winograd tile row of a channel-last x (N, H, W, C), y0 counted in x zero-padded by
@@ -1161,12 +1025,16 @@ def _tile_rows_cl(x, n, y0, pad, rows):
 
 @njit(nogil=True, cache=True)
 def _winograd4_input_cl(x, pad, r0, r1, ty_n, tx_n, v, rows, col):
-    """``_winograd4_input`` for a channel-last x (N, H, W, C): v[a*6 + b, ((r - r0)*TX + tx)*C
-    + c] = (B^T d B)[a, b], the (P, C) matrices of the transposed product (tiles x channels).
+    """F(4x4, 3x3) input transform of a channel-last x (N, H, W, C): v[a*6 + b, ((r - r0)*TX +
+    tx)*C + c] = (B^T d B)[a, b] for the 6x6 input tile d of channel c at tile row r (= n*TY +
+    ty), column tx (stride 4), rows r0 <= r < r1, of x zero-padded by ``pad``; pixels past the
+    input read 0.  ``v`` holds (P, C) matrices (tiles x channels), P = (r1 - r0)*TX.
 
-    Rows first, as there (a unit-stride pass over a row's W*C values), then the column
-    transform of each tile as a unit-stride loop over its C channels: no column phases to
-    split.  ``rows`` and ``col`` are (6, (4*TX + 2)*C) scratch (``winograd_blocks``).
+    Rows first (``_bt4`` down the 6 input rows: a unit-stride pass over their W*C values, read
+    from x itself where they lie inside it, else from the zero-padded copy ``_tile_rows_cl``
+    writes), then each tile's column transform (``_bt4`` along its 6 columns) as a
+    unit-stride loop over its C channels.  ``rows`` and ``col`` are (6, (4*TX + 2)*C)
+    scratch (``winograd_blocks``).
     """
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     width = (4 * tx_n + 2) * c                   # the values of the columns the tiles read
@@ -1202,9 +1070,9 @@ def _winograd4_input_cl(x, pad, r0, r1, ty_n, tx_n, v, rows, col):
 
 @njit(nogil=True, cache=True)
 def _winograd6_input_cl(x, pad, r0, r1, ty_n, tx_n, v, rows, col):
-    """``_winograd6_input`` for a channel-last x (N, H, W, C): v[a*8 + b, ((r - r0)*TX + tx)*C
-    + c] = (B^T d B)[a, b]; the passes of ``_winograd4_input_cl``.  ``rows`` and ``col`` are
-    (8, (6*TX + 2)*C) scratch."""
+    """F(6x6, 3x3) input transform of a channel-last x (N, H, W, C): v[a*8 + b, ((r - r0)*TX +
+    tx)*C + c] = (B^T d B)[a, b] for the 8x8 input tiles (stride 6), by ``_bt6`` in the passes
+    of ``_winograd4_input_cl``.  ``rows`` and ``col`` are (8, (6*TX + 2)*C) scratch."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     width = (6 * tx_n + 2) * c
     for r in range(r0, r1):
@@ -1242,10 +1110,12 @@ def _winograd6_input_cl(x, pad, r0, r1, ty_n, tx_n, v, rows, col):
 
 @njit(nogil=True, cache=True)
 def _winograd4_output_cl(m, bias, slope, r0, r1, ty_n, tx_n, y):
-    """``_winograd4_output`` into a channel-last y (N, OH, OW, OC): M[a, b] = m[a*6 + b,
-    ((r - r0)*TX + tx)*OC + o], the (P, OC) matrices of the transposed product.  Each tile's
-    steps are unit-stride loops over its OC channels, stored straight into y's pixels; a
-    tile reaching past OH/OW writes its columns through ``edge`` and keeps those inside."""
+    """F(4x4, 3x3) output transform into a channel-last y (N, OH, OW, OC):
+    y[n, 4ty:4ty+4, 4tx:4tx+4, o] = LeakyReLU(A^T M A + bias) for the tiles of rows r0 <= r <
+    r1, M[a, b] = m[a*6 + b, ((r - r0)*TX + tx)*OC + o] (``m`` holds (P, OC) matrices).  Per
+    tile, ``_at4`` down its 6 rows into ``s``, then along them with bias + LeakyReLU, each a
+    unit-stride loop over the OC channels, stored straight into y's pixels; a tile reaching
+    past OH/OW is written through ``edge``, and only its columns inside y kept."""
     oh, ow, oc = y.shape[1], y.shape[2], y.shape[3]
     s = np.empty((24, oc), dtype=np.float32)         # A^T M of one tile: s[6*i + b, o]
     edge = np.empty((4, oc), dtype=np.float32)       # one output row of an edge tile
@@ -1276,17 +1146,19 @@ def _winograd4_output_cl(m, bias, slope, r0, r1, ty_n, tx_n, y):
                     bo = bias[t]
                     w0[t], w1[t] = _leaky(e0 + bo, slope), _leaky(e1 + bo, slope)
                     w2[t], w3[t] = _leaky(e2 + bo, slope), _leaky(e3 + bo, slope)
-                for k in range(cols if cols < 4 else 0):
-                    for t in range(oc):
-                        row[k0 + k * oc + t] = edge[k, t]
+                if cols < 4:                         # keep the columns inside y
+                    for k in range(cols):
+                        for t in range(oc):
+                            row[k0 + k * oc + t] = edge[k, t]
 
 
 @njit(nogil=True, cache=True)
 def _winograd6_output_cl(m, bias, slope, r0, r1, ty_n, tx_n, y):
-    """``_winograd6_output`` into a channel-last y (N, OH, OW, OC): M[a, b] = m[a*8 + b,
-    ((r - r0)*TX + tx)*OC + o]; the passes of ``_winograd4_output_cl``.  (Working on 32, 64
-    or 128 channels of a tile at a time, to keep its A^T M in L1, measured 1.05x, 1.0x and
-    1.0x the time of all 128 or 256 at once on vgg_7 and upconv_7.)"""
+    """F(6x6, 3x3) output transform into a channel-last y (N, OH, OW, OC): y[n, 6ty:6ty+6,
+    6tx:6tx+6, o] = LeakyReLU(A^T M A + bias), M[a, b] = m[a*8 + b, ((r - r0)*TX + tx)*OC + o],
+    by ``_at6`` in the passes of ``_winograd4_output_cl``.  (Working on 32, 64 or 128 channels
+    of a tile at a time, to keep its A^T M in L1, measured 1.05x, 1.0x and 1.0x the time of
+    all 128 or 256 at once on vgg_7 and upconv_7.)"""
     oh, ow, oc = y.shape[1], y.shape[2], y.shape[3]
     s = np.empty((48, oc), dtype=np.float32)         # A^T M of one tile: s[8*i + b, o]
     edge = np.empty((6, oc), dtype=np.float32)       # one output row of an edge tile
@@ -1318,9 +1190,10 @@ def _winograd6_output_cl(m, bias, slope, r0, r1, ty_n, tx_n, y):
                     bo = bias[t]
                     w0[t], w1[t], w2[t] = _leaky(e0 + bo, slope), _leaky(e1 + bo, slope), _leaky(e2 + bo, slope)
                     w3[t], w4[t], w5[t] = _leaky(e3 + bo, slope), _leaky(e4 + bo, slope), _leaky(e5 + bo, slope)
-                for k in range(cols if cols < 6 else 0):
-                    for t in range(oc):
-                        row[k0 + k * oc + t] = edge[k, t]
+                if cols < 6:                         # keep the columns inside y
+                    for k in range(cols):
+                        for t in range(oc):
+                            row[k0 + k * oc + t] = edge[k, t]
 
 
 def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None,
@@ -1330,14 +1203,13 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
 
     Parameters
     ----------
-    x : float32 (C, N, H, W), C-contiguous or channel-last (``ops.is_channels_last``; F(4x4)
-        and F(6x6) read it as it lies)
+    x : float32 (C, N, H, W), C-contiguous or channel-last (``ops.is_channels_last``)
     u : float32 ((m+2)^2, OC, C), ``ops.winograd_weight(w2d, C, m)``: 16 matrices for
         F(2x2), 36 for F(4x4), 64 for F(6x6); ((m+2)^2, C, OC) with ``channels_last``
     bias : float32 (OC,)
     slope : LeakyReLU slope, or None for no activation
     pad : zero rows and columns around x (the transforms read them as 0; no padded copy)
-    channels_last : write y channel-last (F(4x4) and F(6x6))
+    channels_last : y channel-last (F(4x4) and F(6x6) only)
 
     Returns
     -------
@@ -1346,16 +1218,25 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     Notes
     -----
     The output is cut into m x m tiles, tile rows ``r = n*TY + ty``; each worker takes a block
-    of tile rows, transforms its input into a ``_stack`` of (m+2)^2 (C, tiles) matrices,
-    multiplies it by ``u`` ((m+2)^2 GEMMs (OC, C) @ (C, tiles), into a stack of (OC, tiles)
-    matrices) and transforms back with bias + LeakyReLU, all in its own cached buffers.
-    In channel-last order the matrices are the transposes, (tiles, C) and (tiles, OC), and
-    the GEMMs (tiles, C) @ (C, OC); the transforms then run along the channels of each tile,
-    where the channel-major ones run along the tiles of a row and must split each row into
-    its column phases and interleave the output tiles back into image rows.  Networks keep
-    their activations channel-last (``models.Model.on``): a forward of a 256-px tile takes
-    0.89-0.91x the time of channel-major on every arch (2 threads, medians of 7).
+    of tile rows, transforms its input into a ``_stack`` of (m+2)^2 matrices, multiplies them
+    by ``u`` and transforms back with bias + LeakyReLU, all in its own cached buffers.
+
+    F(4x4) and F(6x6), the networks' forms, work channel-last (``models.Model.on`` keeps every
+    activation so): the matrices are (tiles, C) and (tiles, OC), the GEMMs (tiles, C) @
+    (C, OC), and each transform runs along the channels of one tile at a time.  (Run along
+    the tiles of a row instead, channel-major, a transform must split each input row into its
+    column phases and interleave the output tiles back into image rows: a forward of a 256-px
+    tile took 1.10-1.12x the time of channel-last, 2 threads, medians of 7.)  A network's first
+    layer reads its 1 or 3 channels channel-major, through F(4x4)'s channel-major input
+    transform (``_winograd4_input``: along the tiles, where 1 or 3 channels would make too
+    short a loop); F(6x6) copies such an input channel-last, and a channel-major output is
+    the channel-last one copied.  F(2x2) (the training backward's) works channel-major:
+    GEMMs (OC, C) @ (C, tiles).
     """
+    tile = WINOGRAD_TILES[u.shape[0]]
+    if tile != 2 and not channels_last:
+        u_last = np.ascontiguousarray(u.transpose(0, 2, 1))                  # ((m+2)^2, C, OC)
+        return np.ascontiguousarray(winograd_conv3x3(x, u_last, bias, slope, pad, channels_last=True))
     y, blocks, work = winograd_blocks(x, u, bias, slope, pad, channels_last=channels_last)
     _run_blocks(blocks, work)
     return y
@@ -1367,26 +1248,33 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
     """``winograd_conv3x3`` as work to run: (y, blocks, work), y complete once ``work(b)``
     has run for every b in blocks, in any order, on any threads (``_run_blocks``; the
     training backward runs them in one go with dW's, ``cpu_numba_grad.weight_and_input_grad``).
+    ``channels_last`` must be True for F(4x4) and F(6x6), False for F(2x2).
 
     ``gate`` (F(2x2) only): an array of y's shape; y is multiplied by ``gate_slope`` where
     the gate is <= 0 as each block writes it (the training backward's dX, in which the
     LeakyReLU backward of the layer below rides along)."""
     c, n, h, w = x.shape
-    t2, oc = u.shape[0], u.shape[2] if channels_last else u.shape[1]
+    t2 = u.shape[0]
     tile = WINOGRAD_TILES[t2]
-    if tile == 2 and channels_last:
-        raise ValueError("a channel-last output needs F(4x4) or F(6x6) matrices (36 or 64); got 16")
-    x_last = tile != 2 and is_channels_last(x)      # read x as it lies (F(2x2): channel-major)
-    if x_last:
-        xt = x.transpose(1, 2, 3, 0)                # (N, H, W, C), C-contiguous
-        transform_in = {4: _winograd4_input_cl, 6: _winograd6_input_cl}[tile]
-    else:
+    if gate is not None and tile != 2:
+        raise ValueError(f"a gate needs u F(2x2)'s 16 matrices; got {t2}")
+    if channels_last != (tile != 2):
+        raise ValueError(f"F({tile}x{tile}) matrices write a {'channel-major' if tile == 2 else 'channel-last'} "
+                         f"output here, not a {'channel-last' if channels_last else 'channel-major'} one")
+    oc = u.shape[2] if channels_last else u.shape[1]
+    if u.shape[1:] != ((c, oc) if channels_last else (oc, c)) or bias.shape != (oc,):
+        raise ValueError(f"x has {c} channels: expected u of shape {(t2, c, oc) if channels_last else (t2, oc, c)} "
+                         f"and bias ({oc},), got {u.shape} and {bias.shape}")
+    # F(2x2) reads channel-major, F(6x6) channel-last, F(4x4) either (channel-major: a first
+    # layer); an x in the other order is copied
+    x_last = tile == 6 or (tile == 4 and is_channels_last(x))
+    if x_last and not x.transpose(1, 2, 3, 0).flags.c_contiguous:
+        x = to_channels_last(x)
+    elif not x_last:
         x = np.ascontiguousarray(x)
-        transform_in = {2: _winograd_input, 4: _winograd4_input, 6: _winograd6_input}[tile]
     oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
-    if gate is not None and (tile != 2 or gate.shape != (oc, n, oh, ow)):
-        raise ValueError(f"a gate must have the output's shape {(oc, n, oh, ow)} and u F(2x2)'s 16 "
-                         f"matrices; got {gate.shape} and {t2}")
+    if gate is not None and gate.shape != (oc, n, oh, ow):
+        raise ValueError(f"a gate must have the output's shape {(oc, n, oh, ow)}; got {gate.shape}")
     gate = None if gate is None else np.ascontiguousarray(gate, dtype=np.float32)
     gs = np.float32(gate_slope)
     ty_n, tx_n = -(-oh // tile), -(-ow // tile)        # tile x tile output tiles per column, row
@@ -1400,31 +1288,29 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
         transform_out = {4: _winograd4_output_cl, 6: _winograd6_output_cl}[tile]
     else:
         y = np.empty((oc, n, oh, ow), dtype=np.float32)
-        transform_out = {4: _winograd4_output, 6: _winograd6_output}.get(tile)   # F(2x2): gated, below
     s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
-    width = (tile * tx_n + 2) * c                   # a channel-last tile row's values per input row
+    xt = x.transpose(1, 2, 3, 0) if x_last else None    # (N, H, W, C), C-contiguous
+    width = (tile * tx_n + 2) * c                        # a channel-last tile row's input values per row
 
     def work(r0):
         r1 = min(rows, r0 + per_block)
         p = (r1 - r0) * tx_n
-        v = _stack("winograd_v", t2, c, p)      # (m+2)^2 matrices (C, tiles), or (tiles, C)
-        m = _stack("winograd_m", t2, oc, p)     # (m+2)^2 matrices (OC, tiles), or (tiles, OC)
+        v = _stack("winograd_v", t2, c, p)      # (m+2)^2 matrices: (tiles, C), or (C, tiles)
+        m = _stack("winograd_m", t2, oc, p)     # (m+2)^2 matrices: (tiles, OC), or (OC, tiles) for F(2x2)
+        if tile == 2:
+            _winograd_input(x, pad, r0, r1, ty_n, tx_n, v)
+            _gemm(u, _matrices(v, c, p), out=_matrices(m, oc, p))   # 16 x (OC, C) @ (C, tiles)
+            _winograd_output(m, bias, s, r0, r1, ty_n, tx_n, y, gate, gs)
+            return
         if x_last:
             padded = _scratch("winograd_rows", (tile + 2) * width).reshape(tile + 2, width)
             bt_rows = _scratch("winograd_bt_rows", (tile + 2) * width).reshape(tile + 2, width)
-            transform_in(xt, pad, r0, r1, ty_n, tx_n, v, padded, bt_rows)
+            {4: _winograd4_input_cl, 6: _winograd6_input_cl}[tile](xt, pad, r0, r1, ty_n, tx_n, v, padded, bt_rows)
             vt = _matrices(v, p, c)                                 # (m+2)^2 x (tiles, C)
         else:
-            transform_in(x, pad, r0, r1, ty_n, tx_n, v)
+            _winograd4_input(x, pad, r0, r1, ty_n, tx_n, v)
             vt = _matrices(v, c, p).transpose(0, 2, 1)              # (m+2)^2 x (tiles, C) view
-        if channels_last:
-            _gemm(vt, u, out=_matrices(m, p, oc))                   # (m+2)^2 x (tiles, C) @ (C, OC)
-            transform_out(m, bias, s, r0, r1, ty_n, tx_n, yt)
-        else:
-            _gemm(u, vt.transpose(0, 2, 1), out=_matrices(m, oc, p))   # (m+2)^2 x (OC, C) @ (C, tiles)
-            if tile == 2:
-                _winograd_output(m, bias, s, r0, r1, ty_n, tx_n, y, gate, gs)
-            else:
-                transform_out(m, bias, s, r0, r1, ty_n, tx_n, y)
+        _gemm(vt, u, out=_matrices(m, p, oc))                       # (m+2)^2 x (tiles, C) @ (C, OC)
+        transform_out(m, bias, s, r0, r1, ty_n, tx_n, yt)
 
     return y, list(range(0, rows, per_block)), work

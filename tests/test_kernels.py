@@ -278,17 +278,23 @@ def test_winograd_conv3x3_in_channel_last_order_matches_float64_convolution(back
         np.testing.assert_allclose(be.to_host(got), _conv3x3_float64(padded, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
 
 
-def test_numba_winograd_writes_channel_last_only_with_f4_or_f6(numba_backend):
+def test_numba_winograd_orders_and_shapes(numba_backend):
     """F(2x2) has no channel-last kernels: asking for that output is an error, and a
-    channel-last input is read through a channel-major copy."""
+    channel-last input is read through a channel-major copy.  F(4x4) reads a channel-major
+    x (a first layer) as it lies, F(6x6) through a channel-last copy.  A u whose shape does
+    not fit x and ``channels_last`` is refused."""
     rng = _rng(15)
     x, w2d, bias = rng.random((4, 1, 9, 9), dtype=np.float32), _randn(rng, 3, 36), _randn(rng, 3)
-    with pytest.raises(ValueError, match="F\\(4x4\\) or F\\(6x6\\)"):
+    want = _conv3x3_float64(x, w2d, bias, 0.1)
+    with pytest.raises(ValueError, match="channel-major output"):
         numba_backend.winograd_conv3x3(x, ops.winograd_weight(w2d, 4, 2, channels_last=True), bias, 0.1,
                                        channels_last=True)
-    u = ops.winograd_weight(w2d, 4, 2)
-    np.testing.assert_allclose(numba_backend.winograd_conv3x3(ops.to_channels_last(x), u, bias, 0.1),
-                               _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+    for tile, xd in [(2, ops.to_channels_last(x)), (4, x), (6, x)]:
+        got = numba_backend.winograd_conv3x3(xd, ops.winograd_weight(w2d, 4, tile, channels_last=tile > 2), bias,
+                                             0.1, channels_last=tile > 2)
+        np.testing.assert_allclose(got, want, rtol=0, atol=GEMM_ATOL)
+    with pytest.raises(ValueError, match="expected u of shape"):
+        numba_backend.winograd_conv3x3(x, ops.winograd_weight(w2d, 4, 4), bias, 0.1, channels_last=True)
 
 
 @pytest.mark.parametrize("tile", WINOGRAD_TILES)
@@ -316,26 +322,30 @@ def numba_backend():
 
 @pytest.mark.parametrize("tile, last", [(t, False) for t in WINOGRAD_TILES] + [(t, True) for t in CHANNEL_LAST_TILES])
 def test_numba_winograd_is_the_same_for_any_block_size_and_thread_count(numba_backend, monkeypatch, tile, last):
-    """Bit for bit, in either memory order (``last``: read and written channel-last).  A row
-    of 8 tiles (8 * tile output columns): OpenBLAS's sgemm rounds the last N % 8 columns of
-    a product in another order than the rest, so with other widths a block's GEMM may
-    legitimately differ in the last bit from the whole one's."""
+    """Bit for bit, in either memory order (``last``: read and written channel-last).  F(2x2)
+    on a row of 8 tiles (8 * 2 output columns): OpenBLAS's sgemm rounds the last N % 8
+    columns of a product in another order than the rest, and its products (OC, C) @ (C, tiles)
+    have the tiles as N, so with other widths a block's GEMM may legitimately differ in the
+    last bit from the whole one's.  F(4x4) and F(6x6) multiply (tiles, C) @ (C, OC): any
+    width, padded by 1 here so that blocks meet the zero rows and the right edge."""
     import numba
     be = _winograd_backend("numba")
     rng = _rng(11)
-    x, w2d, bias = rng.random((8, 2, 21, 8 * tile + 2), dtype=np.float32), _randn(rng, 6, 72) / 8, _randn(rng, 6)
+    width, pad = (8 * tile + 2, 0) if tile == 2 else (8 * tile - 3, 1)
+    x, w2d, bias = rng.random((8, 2, 21, width), dtype=np.float32), _randn(rng, 6, 72) / 8, _randn(rng, 6)
     x = ops.to_channels_last(x) if last else x
     u = ops.winograd_weight(w2d, 8, tile, channels_last=last)
-    whole = be.winograd_conv3x3(x, u, bias, 0.1, channels_last=last)
+    whole = be.winograd_conv3x3(x, u, bias, 0.1, pad=pad, channels_last=last)
     monkeypatch.setattr(numba_backend, "WINOGRAD_BLOCK_BYTES", 1)   # one tile row per block
     before = numba.get_num_threads()
     try:
         for threads in (1, before):
             numba.set_num_threads(threads)
-            np.testing.assert_array_equal(be.winograd_conv3x3(x, u, bias, 0.1, channels_last=last), whole)
+            np.testing.assert_array_equal(be.winograd_conv3x3(x, u, bias, 0.1, pad=pad, channels_last=last), whole)
     finally:
         numba.set_num_threads(before)
-    np.testing.assert_allclose(whole, _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    np.testing.assert_allclose(whole, _conv3x3_float64(padded, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
 
 
 def test_numba_gemm_primitives_restore_the_blas_thread_count_under_concurrent_calls(numba_backend):
@@ -400,11 +410,12 @@ def test_numba_winograd_stacks_are_skewed_views_of_their_rows(numba_backend):
 
 @pytest.mark.parametrize("channels", [1, 2, 5])
 @pytest.mark.parametrize("order", ["channel-major", "channel-last"])
-def test_numba_elementwise_kernels_split_by_channels_are_their_twins(numba_backend, monkeypatch, channels, order):
-    """Every copy and elementwise kernel with its channels split between the workers (the
-    threshold at 1 value) against its ops.py twin, on activations in either memory order."""
+def test_numba_elementwise_kernels_split_between_the_workers_are_their_twins(numba_backend, monkeypatch, channels, order):
+    """Every copy and elementwise kernel with its work split between the workers (the
+    threshold at 1 value: channel-major arrays by channels, channel-last ones by rows)
+    against its ops.py twin, on activations in either memory order."""
     monkeypatch.setattr(numba_backend, "ELEMENTWISE_SPLIT_MIN", 1)
-    monkeypatch.setattr(numba_backend, "_threads", lambda: 3)   # 3 ranges where 3+ channels
+    monkeypatch.setattr(numba_backend, "_threads", lambda: 3)   # 3 ranges where 3+ channels or rows
     rng = _rng(18)
     x, b = _randn(rng, channels, 2, 9, 8), _randn(rng, channels, 2, 13, 12)
     if order == "channel-last":

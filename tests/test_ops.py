@@ -52,30 +52,35 @@ def _activation(x: np.ndarray, order: str, be) -> np.ndarray:
     return be.to_device(ops.to_channels_last(x) if order == "channel-last" else x)
 
 
+def _leaky(y: np.ndarray, slope: float) -> np.ndarray:
+    return np.maximum(y, slope * y)
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 @pytest.mark.parametrize("order", ORDERS)
-def test_conv2d_matches_naive_loop(case, backend, order):
+@pytest.mark.parametrize("write_last", [False, True], ids=["write-major", "write-last"])
+def test_conv2d_matches_naive_loop(case, backend, order, write_last):
     """Read in either memory order, and written channel-last where asked for and the backend
-    can (on numba: Winograd layers, and k x k stride-k ones by ``_space_to_depth``)."""
+    can (on numba: Winograd layers, and k x k stride-k ones by ``_space_to_depth``), with
+    LeakyReLU."""
     n, c, h, w, oc, k, s = case
     rng = _rng(sum(case))
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((oc, c, k, k))
     b = rng.standard_normal(oc)
     be = get_backend(backend)
-    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), k, s).on(
-        be, channels_last=order == "channel-last")
+    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), k, s).on(be, channels_last=write_last)
     # the path this backend takes: kn2row for narrow layers, Winograd for other 3x3 stride-1
     kn2row = be.kn2row and k > 1 and s == 1 and c >= KN2ROW_MIN_RATIO * oc
     assert (layer.kn2row_w is not None) == kn2row
     assert (layer.winograd_u is not None) == (be.winograd_conv3x3 is not None and k == 3 and s == 1 and not kn2row)
     can_write_last = layer.winograd_u is not None or k == s > 1
-    assert layer.channels_last == (order == "channel-last" and be.channels_last and can_write_last)
-    y = layer(_activation(x, order, be), be, None)                 # (OC, N, OH, OW)
+    assert layer.channels_last == (write_last and be.channels_last and can_write_last)
+    y = layer(_activation(x, order, be), be, 0.1)                  # (OC, N, OH, OW)
     written = y.transpose(1, 2, 3, 0) if layer.channels_last else y   # as it lies in memory
     assert written.flags.c_contiguous
     y = be.to_host(y).transpose(1, 0, 2, 3)                          # (OC, N, ..) -> (N, OC, ..)
-    np.testing.assert_allclose(y, conv2d_naive(x, wt, b, s), atol=FLOAT32_ATOL)
+    np.testing.assert_allclose(y, _leaky(conv2d_naive(x, wt, b, s), 0.1), atol=FLOAT32_ATOL)
 
 
 @pytest.mark.parametrize("c, oc, tile", [(64, 64, 4), (64, 128, 6), (128, 128, 6), (128, 256, 6), (256, 128, 4)])
@@ -115,9 +120,10 @@ def test_kn2row_matches_its_shifted_planes_loop():
 
 @pytest.mark.parametrize("case", DECONV_CASES, ids=str)
 @pytest.mark.parametrize("order", ORDERS)
-def test_conv_transpose2d_matches_scatter_loop(case, backend, order):
+@pytest.mark.parametrize("write_last", [False, True], ids=["write-major", "write-last"])
+def test_conv_transpose2d_matches_scatter_loop(case, backend, order, write_last):
     """Read in either memory order, and written channel-last where asked for and the backend
-    can (on numba: k x k stride-k unpadded ones, by ``_depth_to_space``)."""
+    can (on numba: k x k stride-k unpadded ones, by ``_depth_to_space``), with LeakyReLU."""
     n, c, h, w, oc, k, s, p = case
     rng = _rng(sum(case))
     x = rng.standard_normal((n, c, h, w))
@@ -125,12 +131,12 @@ def test_conv_transpose2d_matches_scatter_loop(case, backend, order):
     b = rng.standard_normal(oc)
     be = get_backend(backend)
     layer = ConvTranspose2d(np.ascontiguousarray(wt.reshape(c, -1).T, dtype=np.float32),
-                            b.astype(np.float32), k, s, p).on(be, channels_last=order == "channel-last")
-    assert layer.channels_last == (order == "channel-last" and be.channels_last and k == s and p == 0)
-    y = layer(_activation(x, order, be), be, None)                 # (OC, N, OH, OW)
+                            b.astype(np.float32), k, s, p).on(be, channels_last=write_last)
+    assert layer.channels_last == (write_last and be.channels_last and k == s and p == 0)
+    y = layer(_activation(x, order, be), be, 0.1)                  # (OC, N, OH, OW)
     assert (y.transpose(1, 2, 3, 0) if layer.channels_last else y).flags.c_contiguous
     y = be.to_host(y).transpose(1, 0, 2, 3)
-    np.testing.assert_allclose(y, conv_transpose2d_naive(x, wt, b, s, p), atol=FLOAT32_ATOL)
+    np.testing.assert_allclose(y, _leaky(conv_transpose2d_naive(x, wt, b, s, p), 0.1), atol=FLOAT32_ATOL)
 
 
 def test_leaky_relu_slope_and_bias():

@@ -47,10 +47,9 @@ PRIMITIVE_KINDS = {"matmul": "gemm", "im2col": "im2col", "col2im": "col2im",
                    "conv_transpose": "transposed-conv blocks"}
 # cpu_numba module function -> kind (looked up by name at call time, so patching times them)
 KERNEL_KINDS = {"_gemm": "gemm", "_deconv_gather": "transposed-conv gather + bias + LReLU",
-                **dict.fromkeys(["_winograd_input", "_winograd4_input", "_winograd6_input",
-                                 "_winograd4_input_cl", "_winograd6_input_cl"], "winograd input transform"),
-                **dict.fromkeys(["_winograd_output", "_winograd4_output", "_winograd6_output",
-                                 "_winograd4_output_cl", "_winograd6_output_cl"],
+                **dict.fromkeys(["_winograd_input", "_winograd4_input", "_winograd4_input_cl",
+                                 "_winograd6_input_cl"], "winograd input transform"),
+                **dict.fromkeys(["_winograd_output", "_winograd4_output_cl", "_winograd6_output_cl"],
                                 "winograd output transform + bias + LReLU")}
 GEMM_SHAPE = (128, 128, 4096)   # (M, K, N) of the rate measurement
 

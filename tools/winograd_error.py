@@ -44,14 +44,17 @@ def parse_args(argv):
 
 
 def winograd(tile: int):
-    """conv(x, w2d, c, bias, slope) by F(tile x tile, 3x3) in float32: the numba kernel where
-    it loads, else the reference."""
+    """conv(x, w2d, c, bias, slope) by F(tile x tile, 3x3) in float32 as a network runs it:
+    the numba kernel where it loads, else the reference; F(4x4) and F(6x6) channel-last
+    (products (tiles, C) @ (C, OC)), F(2x2) channel-major."""
     try:
         from w2x.kernels.cpu_numba import winograd_conv3x3
     except ImportError:
         winograd_conv3x3 = ops.winograd_conv3x3
+    last = tile != 2
     return lambda x, w2d, c, bias, slope: winograd_conv3x3(
-        x, ops.winograd_weight(w2d, c, tile), bias, slope)
+        ops.to_channels_last(x) if last else x, ops.winograd_weight(w2d, c, tile, channels_last=last),
+        bias, slope, channels_last=last)
 
 
 def direct64(x, w2d, c, bias, slope):

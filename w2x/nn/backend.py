@@ -55,8 +55,10 @@ class Backend:
     # (x, wt, bias, k, stride, pad, slope) -> y: a whole transposed conv + bias + LeakyReLU,
     # twin of ops.conv_transpose; None: transposed convs run matmul, col2im, bias_leaky_relu
     conv_transpose: Callable | None = None
-    # True: winograd_conv3x3 can write its output channel-last (channels_last=True, see
-    # ops.to_channels_last), and the sequential nets' hidden layers do (models.Model.on)
+    # True: layers may write their outputs channel-last (ops.to_channels_last; models.Model.on
+    # asks it of every layer whose output is not an image): winograd_conv3x3 takes
+    # channels_last=True, and every primitive, the in-place ones included, works on such
+    # arrays (layers.Conv2d._space_to_depth and ConvTranspose2d._depth_to_space need only that)
     channels_last: bool = False
 
 

@@ -32,12 +32,12 @@ WINOGRAD_TILE = 4
 # (2 threads, one process, medians of 5-6 pairs) 0.94-0.96x the time of F(4x4) everywhere on
 # upconv_7 (1 thread 0.85x), 0.97-0.99x on vgg_7, 0.98x on upcunet.  With activations
 # channel-last (cheaper transforms), 64 * 128 instead of 128 * 128 (F(6x6) also on the
-# 64->128 layers: float32 error 4.9e-5 there, under the 128->128 layers' 9.6e-5) took 0.93x
-# the time on vgg_7 (twice, medians of 7 and 11), 0.99-1.02x on upconv_7, 1.00x on upcunet;
-# 64 * 64 gained nothing more.
+# 64->128 and 128->64 layers: float32 error 4.1-8.1e-5 there, ``tools/winograd_error.py``,
+# under the 128->128 and 128->256 layers' 0.96-1.2e-4) took 0.93x the time on vgg_7 (twice,
+# medians of 7 and 11), 0.99-1.02x on upconv_7, 1.00x on upcunet; 64 * 64 gained nothing more.
 WINOGRAD_BIG_TILE_MIN_PAIRS = 64 * 128
 # ... and at most this many input channels: the error grows with the sum over C, and
-# cunet's 256->128 layer reached 2.3e-4 under F(6x6) (4.9e-5 under F(4x4)) on those inputs.
+# cunet's 256->128 layer reached 2.0-2.3e-4 under F(6x6) (4.9-5.6e-5 under F(4x4)) on those inputs.
 WINOGRAD_BIG_TILE_MAX_IN_CHANNELS = 128
 
 
@@ -83,8 +83,8 @@ class Conv2d:
 
     def on(self, be: Backend, channels_last: bool = False) -> Conv2d:
         """This layer as ``be`` runs it: arrays on its device, and its weight forms;
-        ``channels_last``: write the output channel-last where ``be`` can (a Winograd layer on
-        a backend with ``channels_last``), for a next layer that reads it so."""
+        ``channels_last``: write the output channel-last where ``be`` can (on a backend with
+        ``channels_last``: a Winograd layer, or a k x k stride-k one by ``_space_to_depth``)."""
         c, k = self.in_channels, self.k
         winograd = be.winograd_conv3x3 is not None and k == 3 and self.stride == 1
         kn2row = be.kn2row and k > 1 and self.stride == 1 and c >= KN2ROW_MIN_RATIO * self.out_channels

@@ -71,7 +71,7 @@ class Model:
 
     def __init__(self, config: ModelConfig, layers: dict, path: str = "<memory>"):
         self.config, self.layers, self.path = config, layers, path
-        self._on: dict[str, Model] = {}        # backend name -> this model as that backend runs it
+        self._on: dict[tuple, Model] = {}      # (backend name, channels_last) -> this model as it runs there
 
     def forward(self, x: np.ndarray, backend: str | Backend = "auto") -> np.ndarray:
         """Forward a host batch in PyTorch layout: float32 (N, C, H, W) -> (N, C, OH, OW).
@@ -91,12 +91,13 @@ class Model:
         backend with ``channels_last``, the layers that output activations rather than an
         image (``Arch.image_layers``) write them channel-last where they can
         (``layers.Conv2d.channels_last``); every primitive reads either order."""
-        if be.name not in self._on:
+        key = (be.name, be.channels_last)
+        if key not in self._on:
             images = self.config.arch.image_layers
-            layers = {name: layer.on(be, channels_last=be.channels_last and name not in images)
-                      for name, layer in self.layers.items()}
-            self._on[be.name] = Model(self.config, layers, self.path)
-        return self._on[be.name]
+            assert images and set(images) <= set(self.layers), f"{self.config.arch_name}: image_layers {images}"
+            layers = {name: layer.on(be, channels_last=name not in images) for name, layer in self.layers.items()}
+            self._on[key] = Model(self.config, layers, self.path)
+        return self._on[key]
 
     def __repr__(self) -> str:
         c = self.config

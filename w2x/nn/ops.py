@@ -177,10 +177,11 @@ def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
 #   vgg_7, upconv_7 and cunet fed random values in [0, 1], ``python tools/winograd_error.py``:
 #   F(2x2) 1-3e-5 max, F(4x4) 2-5e-5.)
 #   F(6x6): points 0, 1, -1, 1/2, -1/2, 2, -2, inf; 64 products per 36 outputs (5.06x fewer,
-#   1.27x fewer than F(4x4)), at 3-5x F(4x4)'s float32 error (the tool above): on layers of
-#   128 input channels up to 1.0e-4 max, 3-5e-6 RMS (F(4x4) 2-3e-5, 1.5-2.4e-6), on cunet's
-#   256->128 layer 2.3e-4 (F(4x4) 4.9e-5: ``layers.winograd_tile`` keeps F(4x4) there);
-#   through the whole vgg_7 on lena 4.0e-6 max (F(4x4) 1.4e-6, F(2x2) 0.7e-6).
+#   1.27x fewer than F(4x4)), at 3-5x F(4x4)'s float32 error (the tool above, channel-last as
+#   the networks run it): on layers of 128 input channels up to 1.2e-4 max, 3.6-5.8e-6 RMS
+#   (F(4x4) 2-3e-5, 1.3-2.4e-6), on cunet's 256->128 layer 2.0e-4 (F(4x4) 5.6e-5:
+#   ``layers.winograd_tile`` keeps F(4x4) there); through the whole vgg_7 on lena 2.3e-6 max
+#   (F(4x4) 0.8e-6, F(2x2) 0.7e-6).
 WINOGRAD_BT = {
     2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
     4: np.array([[2, -3, -4, 3, 2, 0], [0, -2, 1, 5, 2, 0], [0, -2, 5, -1, -2, 0],
