@@ -327,6 +327,66 @@ def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
     return y
 
 
+@njit(nogil=True, cache=True)
+def _space_to_depth_kernel(xt, k, r0, r1, cols):
+    """Rows (r*OW + ox, r0 <= r < r1, r = n*OH + oy) of ``space_to_depth``'s cols from a
+    channel-last xt (N, H, W, C): the pixels of each k x k window, one C-run after another."""
+    c = xt.shape[3]
+    oh, ow = xt.shape[1] // k, xt.shape[2] // k
+    for r in range(r0, r1):
+        n, oy = r // oh, r % oh
+        for ox in range(ow):
+            dst = cols[r * ow + ox]
+            for i in range(k):
+                src = xt[n, oy * k + i]                  # (W, C): one input row
+                for j in range(k):
+                    px, d = src[ox * k + j], dst[(i * k + j) * c:(i * k + j + 1) * c]
+                    for t in range(c):
+                        d[t] = px[t]
+
+
+def space_to_depth(x: np.ndarray, k: int) -> np.ndarray:
+    """Twin of ``ops.space_to_depth``: (C, N, H, W) -> (N*OH*OW, k*k*C), its rows split
+    between the workers."""
+    c, n, h, w = x.shape
+    oh, ow = h // k, w // k
+    xt = x.transpose(1, 2, 3, 0) if is_channels_last(x) else np.ascontiguousarray(x.transpose(1, 2, 3, 0))  # (N, H, W, C)
+    cols = np.empty((n * oh * ow, k * k * c), dtype=np.float32)
+    _by_ranges(n * oh, cols.size, lambda lo, hi: _space_to_depth_kernel(xt, k, lo, hi, cols))
+    return cols
+
+
+@njit(nogil=True, cache=True)
+def _depth_to_space_kernel(p, h, w, k, bias, slope, r0, r1, yt):
+    """Output rows of input rows r0 <= r < r1 (r = n*H + y) of ``depth_to_space``: for
+    each, its k output rows, each pixel one OC-run of p + bias, LeakyReLU."""
+    oc = yt.shape[3]
+    for r in range(r0, r1):
+        n, yy = r // h, r % h
+        for i in range(k):
+            row = yt[n, yy * k + i]                      # (W*k, OC): one output row
+            for xx in range(w):
+                src = p[r * w + xx]
+                for j in range(k):
+                    a, d = src[(i * k + j) * oc:(i * k + j + 1) * oc], row[xx * k + j]
+                    for o in range(oc):
+                        v = a[o] + bias[o]
+                        d[o] = max(v, v * slope)
+
+
+def depth_to_space(p: np.ndarray, shape: tuple[int, int, int], k: int, bias: np.ndarray,
+                   slope: float | None) -> np.ndarray:
+    """Twin of ``ops.depth_to_space``: p (N*H*W, k*k*OC) -> y (OC, N, H*k, W*k) channel-last,
+    bias and LeakyReLU fused into the one pass, its input rows split between the workers."""
+    n, h, w = shape
+    oc = p.shape[1] // (k * k)
+    p = np.ascontiguousarray(p)
+    yt = np.empty((n, h * k, w * k, oc), dtype=np.float32)
+    s = _IDENTITY_SLOPE if slope is None else np.float32(slope)
+    _by_ranges(n * h, yt.size, lambda lo, hi: _depth_to_space_kernel(p, h, w, k, bias, s, lo, hi, yt))
+    return yt.transpose(3, 0, 1, 2)                  # (OC, N, H*k, W*k) view
+
+
 # --- GEMM primitives: column blocks on worker threads, single-threaded BLAS --------------
 def _openblas_thread_control():
     """(get, set) of the thread count of the OpenBLAS inside NumPy's wheel, or None.

@@ -184,6 +184,44 @@ def test_primitives_read_channel_last_activations(backend):
                                    ops.conv_transpose(x, wt, bias[:3], 4, 2, 3, 0.1), rtol=0, atol=GEMM_ATOL)
 
 
+REGROUP_CASES = [  # (C, N, H, W, k): odd sizes (a row and a column past the last window), k = 3
+    (5, 2, 9, 7, 2), (3, 1, 6, 6, 3), (16, 1, 12, 10, 2), (1, 3, 4, 5, 2),
+]
+
+
+@pytest.mark.parametrize("backend", TWIN_BACKENDS)
+@pytest.mark.parametrize("case", REGROUP_CASES, ids=str)
+@pytest.mark.parametrize("order", ["channel-major", "channel-last"])
+def test_space_to_depth_and_depth_to_space_match_reference(backend, case, order):
+    """The regroupings of a channel-last k x k stride-k conv and transposed conv, the latter
+    with bias + LeakyReLU, also with their rows split between 3 workers."""
+    be = get_backend(backend)
+    if be.space_to_depth is None:
+        pytest.skip(f"backend {backend!r} keeps no activations channel-last")
+    c, n, h, w, k = case
+    rng = _rng(19)
+    x = _randn(rng, c, n, h, w)
+    x = ops.to_channels_last(x) if order == "channel-last" else x
+    p, bias = _randn(rng, n * h * w, k * k * 4), _randn(rng, 4)
+    np.testing.assert_array_equal(be.space_to_depth(x, k), ops.space_to_depth(x, k))
+    y = be.depth_to_space(p, (n, h, w), k, bias, 0.1)
+    assert y.transpose(1, 2, 3, 0).flags.c_contiguous
+    np.testing.assert_array_equal(y, ops.depth_to_space(p, (n, h, w), k, bias, 0.1))
+
+
+def test_reference_space_to_depth_is_the_index_definition():
+    x = _randn(_rng(20), 3, 2, 7, 5)
+    k, oh, ow = 2, 3, 2
+    cols = ops.space_to_depth(x, k)
+    for n in range(2):
+        for oy in range(oh):
+            for ox in range(ow):
+                for i in range(k):
+                    for j in range(k):
+                        for c in range(3):
+                            assert cols[(n * oh + oy) * ow + ox, (i * k + j) * 3 + c] == x[c, n, oy * k + i, ox * k + j]
+
+
 MATMUL_CASES = [  # (M, K, N): SE 1x1 (N = tiles), the deconv GEMM, a wide split one, K = 1,
     # a long-K backward product split by rows
     (8, 64, 3), (48, 256, 1000), (32, 27, 70001), (5, 1, 9000), (257, 3000, 27),
@@ -431,6 +469,10 @@ def test_numba_elementwise_kernels_split_between_the_workers_are_their_twins(num
     np.testing.assert_allclose(numba_backend.channel_mean(x), ops.channel_mean(x), rtol=1e-6)
     np.testing.assert_array_equal(numba_backend.se_scale(x.copy(order="K"), z), ops.se_scale(x.copy(), z))
     np.testing.assert_array_equal(numba_backend.crop_add(x, b, 2), ops.crop_add(x, b, 2))
+    np.testing.assert_array_equal(numba_backend.space_to_depth(b, 2), ops.space_to_depth(b, 2))
+    p = _randn(rng, 2 * 9 * 8, 4 * channels)
+    np.testing.assert_array_equal(numba_backend.depth_to_space(p, (2, 9, 8), 2, bias, 0.1),
+                                  ops.depth_to_space(p, (2, 9, 8), 2, bias, 0.1))
 
 
 def test_numba_matmul_works_without_blas_thread_control(numba_backend, monkeypatch):

@@ -77,3 +77,12 @@ def test_every_winograd_transform_kernel_is_timed_as_a_transform():
     transforms = {name for name in vars(numba_kernels)
                   if name.startswith("_winograd") and name.endswith(("_input", "_output", "_input_cl", "_output_cl"))}
     assert transforms and transforms <= set(_profile_tool().KERNEL_KINDS)
+
+
+def test_every_backend_primitive_is_timed():
+    """A primitive the tool does not wrap would be billed to "numpy glue" unseen."""
+    from dataclasses import fields
+
+    from w2x.nn.backend import Backend
+    primitives = {f.name for f in fields(Backend) if "Callable" in str(f.type)} - {"to_device", "to_host"}
+    assert primitives and primitives <= set(_profile_tool().PRIMITIVE_KINDS)

@@ -44,7 +44,8 @@ PRIMITIVE_KINDS = {"matmul": "gemm", "im2col": "im2col", "col2im": "col2im",
                    "bias_leaky_relu": "elementwise", "channel_mean": "elementwise",
                    "se_scale": "elementwise", "crop_add": "elementwise",
                    "winograd_conv3x3": "winograd blocks (scratch, threads)",
-                   "conv_transpose": "transposed-conv blocks"}
+                   "conv_transpose": "transposed-conv blocks",
+                   "space_to_depth": "im2col", "depth_to_space": "transposed-conv gather + bias + LReLU"}
 # cpu_numba module function -> kind (looked up by name at call time, so patching times them)
 KERNEL_KINDS = {"_gemm": "gemm", "_deconv_gather": "transposed-conv gather + bias + LReLU",
                 **dict.fromkeys(["_winograd_input", "_winograd4_input", "_winograd4_input_cl",

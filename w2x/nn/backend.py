@@ -60,6 +60,12 @@ class Backend:
     # channels_last=True, and every primitive, the in-place ones included, works on such
     # arrays (layers.Conv2d._space_to_depth and ConvTranspose2d._depth_to_space need only that)
     channels_last: bool = False
+    # (x, k) -> cols and (p, (N, H, W), k, bias, slope) -> y: the regroupings around the GEMM
+    # of a channel-last k x k stride-k conv and transposed conv, twins of ops.space_to_depth
+    # and ops.depth_to_space (layers.Conv2d._space_to_depth, ConvTranspose2d._depth_to_space);
+    # set where channels_last is
+    space_to_depth: Callable | None = None
+    depth_to_space: Callable | None = None
 
 
 def _identity(a):
@@ -104,7 +110,8 @@ def _numba() -> Backend:
     return Backend("numba", "cpu", np, k.im2col, k.col2im, k.bias_leaky_relu, k.channel_mean,
                    k.se_scale, k.crop_add, k.matmul, _identity, _identity,
                    winograd_conv3x3=k.winograd_conv3x3, kn2row=True,
-                   conv_transpose=k.conv_transpose, channels_last=True)
+                   conv_transpose=k.conv_transpose, channels_last=True,
+                   space_to_depth=k.space_to_depth, depth_to_space=k.depth_to_space)
 
 
 def _cupy(precision: str) -> Backend:

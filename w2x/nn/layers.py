@@ -121,16 +121,13 @@ class Conv2d:
 
     def _space_to_depth(self, x, be: Backend, slope: float | None):
         """A k x k stride-k conv (cunet's 2x2 down-convs) written channel-last.  Its windows do
-        not overlap, so its columns are x's pixels regrouped, with no pixel repeated:
-        (N*OH*OW, k*k*C), column (i*k + j)*C + c; one GEMM with ``w_last`` then gives y's
-        pixels with their channels last, (N*OH*OW, OC)."""
+        not overlap, so its columns are x's pixels regrouped, with no pixel repeated
+        (``be.space_to_depth``: (N*OH*OW, k*k*C), column (i*k + j)*C + c); one GEMM with
+        ``w_last`` then gives y's pixels with their channels last, (N*OH*OW, OC)."""
         c, n, h, w = x.shape
         k, oc = self.k, self.out_channels
-        oh, ow = h // k, w // k
-        xt = x.transpose(1, 2, 3, 0)[:, :oh * k, :ow * k]                      # (N, OH*k, OW*k, C) view
-        cols = be.xp.ascontiguousarray(xt.reshape(n, oh, k, ow, k, c).transpose(0, 1, 3, 2, 4, 5))  # (N, OH, OW, k, k, C)
-        y = be.matmul(cols.reshape(n * oh * ow, k * k * c), self.w_last)      # (N*OH*OW, OC)
-        y = y.reshape(n, oh, ow, oc).transpose(3, 0, 1, 2)                      # (OC, N, OH, OW) view
+        y = be.matmul(be.space_to_depth(x, k), self.w_last)                     # (N*OH*OW, OC)
+        y = y.reshape(n, h // k, w // k, oc).transpose(3, 0, 1, 2)              # (OC, N, OH, OW) view
         be.bias_leaky_relu(y, self.bias, slope)
         return y
 
@@ -206,12 +203,9 @@ class ConvTranspose2d:
     def _depth_to_space(self, x, be: Backend, slope: float | None):
         """A k x k stride-k unpadded transposed conv written channel-last.  Input pixel (y, x)
         alone reaches output pixels (y*k + i, x*k + j), so one GEMM (N*H*W, C) @ (C, k*k*OC)
-        gives each input pixel's k x k output pixels, which are regrouped into y's rows."""
+        gives each input pixel's k x k output pixels, which ``be.depth_to_space`` regroups
+        into y's rows with bias + LeakyReLU."""
         c, n, h, w = x.shape
-        k, oc = self.k, self.out_channels
         xt = be.xp.ascontiguousarray(x.transpose(1, 2, 3, 0))                 # (N, H, W, C): a view if channel-last
         p = be.matmul(xt.reshape(n * h * w, c), self.wt_last)                  # (N*H*W, k*k*OC)
-        y = be.xp.ascontiguousarray(p.reshape(n, h, w, k, k, oc).transpose(0, 1, 3, 2, 4, 5))  # (N, H, k, W, k, OC)
-        y = y.reshape(n, h * k, w * k, oc).transpose(3, 0, 1, 2)              # (OC, N, OH, OW) view
-        be.bias_leaky_relu(y, self.bias, slope)
-        return y
+        return be.depth_to_space(p, (n, h, w), self.k, self.bias, slope)       # (OC, N, OH, OW), channel-last

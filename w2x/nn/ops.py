@@ -128,6 +128,38 @@ def _valid_range(n_in: int, n_out: int, stride: int, shift: int) -> tuple[int, i
     return lo, hi, lo * stride + shift
 
 
+def space_to_depth(x: np.ndarray, k: int) -> np.ndarray:
+    """The columns of a k x k stride-k convolution of x in channel-last order: its windows do
+    not overlap, so this is x's pixels regrouped (a copy; no pixel repeated or, but the rows
+    and columns past the last whole window, dropped).
+
+    x : (C, N, H, W), either memory order.  Returns (N*OH*OW, k*k*C), OH = H // k, OW = W // k:
+    ``cols[(n*OH + oy)*OW + ox, (i*k + j)*C + c] = x[c, n, oy*k + i, ox*k + j]``.
+    """
+    c, n, h, w = x.shape
+    oh, ow = h // k, w // k
+    xt = x.transpose(1, 2, 3, 0)[:, :oh * k, :ow * k]                          # (N, OH*k, OW*k, C) view
+    cols = np.ascontiguousarray(xt.reshape(n, oh, k, ow, k, c).transpose(0, 1, 3, 2, 4, 5))  # (N, OH, OW, k, k, C)
+    return cols.reshape(n * oh * ow, k * k * c)
+
+
+def depth_to_space(p: np.ndarray, shape: tuple[int, int, int], k: int, bias: np.ndarray,
+                   slope: float | None) -> np.ndarray:
+    """The output of a k x k stride-k unpadded transposed convolution from its product with
+    the input pixels: each input pixel alone reaches its output pixels, so this is p
+    regrouped, + bias, LeakyReLU(slope) unless None.
+
+    p : (N*H*W, k*k*OC), ``p[(n*H + y)*W + x, (i*k + j)*OC + o]`` what input pixel (y, x) gives
+    output pixel (y*k + i, x*k + j); shape : (N, H, W).  Returns y (OC, N, H*k, W*k),
+    channel-last (``to_channels_last``).
+    """
+    n, h, w = shape
+    oc = p.shape[1] // (k * k)
+    yt = np.ascontiguousarray(p.reshape(n, h, w, k, k, oc).transpose(0, 1, 3, 2, 4, 5))   # (N, H, k, W, k, OC)
+    y = yt.reshape(n, h * k, w * k, oc).transpose(3, 0, 1, 2)                  # (OC, N, H*k, W*k) view
+    return bias_leaky_relu(y, bias, slope)
+
+
 def bias_leaky_relu(y: np.ndarray, bias: np.ndarray, slope: float | None) -> np.ndarray:
     """In place: ``y += bias`` per channel, then LeakyReLU(slope) unless slope is None.
 
