@@ -185,6 +185,13 @@ def _bias_leaky_relu_kernel(y2, bias, slope):
             y2[o, k] = max(v, v * slope)
 
 
+def _pixel_rows(x: np.ndarray) -> np.ndarray:
+    """A channel-last (C, N, H, W) array as its (N*H, W*C) rows: one image row of pixels,
+    channels side by side, per row (a view)."""
+    c, n, h, w = x.shape
+    return x.transpose(1, 2, 3, 0).reshape(n * h, w * c)   # (N, H, W, C) -> (N*H, W*C)
+
+
 @njit(nogil=True, cache=True)
 def _bias_leaky_relu_cl_kernel(yt, bias, slope):
     """``_bias_leaky_relu_kernel`` on yt (M, OC), channels last."""
@@ -242,7 +249,7 @@ def channel_mean(x: np.ndarray) -> np.ndarray:
     """Twin of ``ops.channel_mean`` (SE squeeze, lib/srcnn.lua:232-244): (C, N, H, W) -> (C, N)."""
     c, n, h, w = x.shape
     if is_channels_last(x):
-        rows = x.transpose(1, 2, 3, 0).reshape(n * h, w * c)   # (N*H, W*C) view
+        rows = _pixel_rows(x)
         sums = {}                                               # first row -> (N, C) float64 sums
         _by_ranges(n * h, x.size, lambda lo, hi: sums.__setitem__(lo, _channel_sum_cl_kernel(rows[lo:hi], lo, h, n, c)))
         total = sum(sums[lo] for lo in sorted(sums))            # in row order, whichever thread ended first
@@ -280,7 +287,7 @@ def se_scale(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Twin of ``ops.se_scale`` (SE excite): in place ``x[c, n] *= z[c, n]``."""
     c, n, h, w = x.shape
     if is_channels_last(x):
-        rows = x.transpose(1, 2, 3, 0).reshape(n * h, w * c)   # (N*H, W*C) view
+        rows = _pixel_rows(x)
         zt = np.ascontiguousarray(z.T)                          # (N, C)
         _by_ranges(n * h, x.size, lambda lo, hi: _se_scale_cl_kernel(rows[lo:hi], lo, h, zt))
         return x
@@ -318,10 +325,10 @@ def crop_add(a: np.ndarray, b: np.ndarray, crop: int) -> np.ndarray:
     if is_channels_last(a) and is_channels_last(b):
         c, n, h, w = a.shape
         yt = np.empty((n, h, w, c), dtype=np.float32)
-        rows = lambda t: t.reshape(t.shape[0] * t.shape[1], -1)     # (N, H, W, C) -> (N*H, W*C) view
-        a_rows, b_rows, y_rows = rows(a.transpose(1, 2, 3, 0)), rows(b.transpose(1, 2, 3, 0)), rows(yt)
+        y = yt.transpose(3, 0, 1, 2)                 # (C, N, H, W) view
+        a_rows, b_rows, y_rows = _pixel_rows(a), _pixel_rows(b), _pixel_rows(y)
         _by_ranges(n * h, a.size, lambda lo, hi: _crop_add_cl_kernel(a_rows[lo:hi], b_rows, lo, h, crop, y_rows[lo:hi]))
-        return yt.transpose(3, 0, 1, 2)              # (C, N, H, W) view
+        return y
     y = np.empty(a.shape, dtype=np.float32)
     _by_ranges(a.shape[0], a.size, lambda lo, hi: _crop_add_kernel(a[lo:hi], b[lo:hi], crop, y[lo:hi]))
     return y
@@ -1363,9 +1370,9 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
             _winograd_output(m, bias, s, r0, r1, ty_n, tx_n, y, gate, gs)
             return
         if x_last:
-            padded = _scratch("winograd_rows", (tile + 2) * width).reshape(tile + 2, width)
-            bt_rows = _scratch("winograd_bt_rows", (tile + 2) * width).reshape(tile + 2, width)
-            {4: _winograd4_input_cl, 6: _winograd6_input_cl}[tile](xt, pad, r0, r1, ty_n, tx_n, v, padded, bt_rows)
+            row_buf = _scratch("winograd_rows", (tile + 2) * width).reshape(tile + 2, width)  # the kernels' rows
+            col_buf = _scratch("winograd_col", (tile + 2) * width).reshape(tile + 2, width)   # and col
+            {4: _winograd4_input_cl, 6: _winograd6_input_cl}[tile](xt, pad, r0, r1, ty_n, tx_n, v, row_buf, col_buf)
             vt = _matrices(v, p, c)                                 # (m+2)^2 x (tiles, C)
         else:
             _winograd4_input(x, pad, r0, r1, ty_n, tx_n, v)
