@@ -357,7 +357,7 @@ def space_to_depth(x: np.ndarray, k: int) -> np.ndarray:
     between the workers."""
     c, n, h, w = x.shape
     oh, ow = h // k, w // k
-    xt = x.transpose(1, 2, 3, 0) if is_channels_last(x) else np.ascontiguousarray(x.transpose(1, 2, 3, 0))  # (N, H, W, C)
+    xt = np.ascontiguousarray(x.transpose(1, 2, 3, 0))      # (N, H, W, C): a view if x is channel-last
     cols = np.empty((n * oh * ow, k * k * c), dtype=np.float32)
     _by_ranges(n * oh, cols.size, lambda lo, hi: _space_to_depth_kernel(xt, k, lo, hi, cols))
     return cols
