@@ -16,7 +16,8 @@ the tests pit it against (tests/test_kernels.py).  How the two cores are used:
 * the three primitives that hold a GEMM (``matmul``, ``winograd_conv3x3``, ``conv_transpose``)
   cut their work into blocks, worked off by ``numba.get_num_threads()`` threads (the caller and
   the crew of kernels/cpu_crew.py, whose threads wait for the next run spinning outside the
-  GIL); each thread runs serial ``nogil`` kernels and a *single-threaded* BLAS GEMM on its block,
+  GIL); each thread runs serial ``nogil`` kernels and a *single-threaded* GEMM on its block
+  (BLAS, or for the channel-last Winograd products the kernel of kernels/cpu_gemm.py),
   taking blocks until none is left.  Why not
   let OpenBLAS thread its GEMMs: its worker threads busy-wait for ~0.1 s after every call, so
   whatever runs next shares the cores with a spinning thread (measured: a 2-thread Numba
@@ -65,6 +66,7 @@ import numpy as np
 from numba import njit
 
 from w2x.kernels.cpu_crew import Crew
+from w2x.kernels import cpu_gemm
 from w2x.nn.ops import WINOGRAD_TILES, is_channels_last, out_size, to_channels_last, transposed_out_size
 
 # Per-thread scratch of one Winograd block: (m+2)^2 * (C + OC) * tiles float32 values (plus
@@ -112,9 +114,11 @@ _IDENTITY_SLOPE = np.float32(1.0)  # max(v, 1*v) == v: "no activation" for the f
 # values past the tiles (the next tiles, or a stack's skew: ``_stack_stride``) whose
 # results are never stored.
 VECTOR_FLOATS = 16
-# Every GEMM here goes through this one name (NumPy's float32 matmul, BLAS sgemm), so that
-# tools/layer_profile.py can time GEMMs apart from the transforms around them.
+# Every GEMM here goes through one of these two names (NumPy's float32 matmul, BLAS sgemm;
+# the Winograd products by packed weights), so that tools/layer_profile.py can time GEMMs
+# apart from the transforms around them.
 _gemm = np.matmul
+_panel_gemm = cpu_gemm.panel_matmul   # the same for products by packed weights (kernels/cpu_gemm.py)
 
 
 # --- copy and elementwise kernels (serial Numba loops, split by _by_ranges) ---
@@ -1263,6 +1267,14 @@ def _winograd6_output_cl(m, bias, slope, r0, r1, ty_n, tx_n, y):
                             row[k0 + k * oc + t] = edge[k, t]
 
 
+def winograd_panels(u: np.ndarray) -> np.ndarray:
+    """A channel-last Winograd weight ((m+2)^2, C, OC) in the form ``winograd_conv3x3``
+    multiplies fastest: packed into the panels of kernels/cpu_gemm.py's kernel, ((m+2)^2,
+    OC/NR, C, NR), where OC is a multiple of their width NR (every layer but an image's);
+    else u itself, which BLAS multiplies."""
+    return cpu_gemm.panels(u) if cpu_gemm.fits(u.shape[2]) else u
+
+
 def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float | None,
                      pad: int = 0, channels_last: bool = False) -> np.ndarray:
     """Twin of ``ops.winograd_conv3x3``: 3x3 stride-1 convolution of x zero-padded by ``pad``
@@ -1272,7 +1284,8 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     ----------
     x : float32 (C, N, H, W), C-contiguous or channel-last (``ops.is_channels_last``)
     u : float32 ((m+2)^2, OC, C), ``ops.winograd_weight(w2d, C, m)``: 16 matrices for
-        F(2x2), 36 for F(4x4), 64 for F(6x6); ((m+2)^2, C, OC) with ``channels_last``
+        F(2x2), 36 for F(4x4), 64 for F(6x6); ((m+2)^2, C, OC) with ``channels_last``, or
+        those packed, ((m+2)^2, OC/NR, C, NR) (``winograd_panels``: F(4x4) and F(6x6))
     bias : float32 (OC,)
     slope : LeakyReLU slope, or None for no activation
     pad : zero rows and columns around x (the transforms read them as 0; no padded copy)
@@ -1299,10 +1312,14 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     short a loop); F(6x6) copies such an input channel-last, and a channel-major output is
     the channel-last one copied.  F(2x2) (the training backward's) works channel-major:
     GEMMs (OC, C) @ (C, tiles).
+
+    A channel-last product runs by NumPy's matmul (BLAS), or by the register-blocked kernel
+    of kernels/cpu_gemm.py where ``u`` comes packed into its panels (``winograd_panels``, which
+    ``layers.Conv2d.on`` asks for): 1.1-1.5x the GEMM speed on one row of tiles.
     """
     tile = WINOGRAD_TILES[u.shape[0]]
     if tile != 2 and not channels_last:
-        u_last = np.ascontiguousarray(u.transpose(0, 2, 1))                  # ((m+2)^2, C, OC)
+        u_last = u if u.ndim == 4 else np.ascontiguousarray(u.transpose(0, 2, 1))   # ((m+2)^2, C, OC)
         return np.ascontiguousarray(winograd_conv3x3(x, u_last, bias, slope, pad, channels_last=True))
     y, blocks, work = winograd_blocks(x, u, bias, slope, pad, channels_last=channels_last)
     _run_blocks(blocks, work)
@@ -1328,10 +1345,16 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
     if channels_last != (tile != 2):
         raise ValueError(f"F({tile}x{tile}) matrices write a {'channel-major' if tile == 2 else 'channel-last'} "
                          f"output here, not a {'channel-last' if channels_last else 'channel-major'} one")
-    oc = u.shape[2] if channels_last else u.shape[1]
-    if u.shape[1:] != ((c, oc) if channels_last else (oc, c)) or bias.shape != (oc,):
-        raise ValueError(f"x has {c} channels: expected u of shape {(t2, c, oc) if channels_last else (t2, oc, c)} "
-                         f"and bias ({oc},), got {u.shape} and {bias.shape}")
+    packed = u.ndim == 4                                    # ((m+2)^2, OC/NR, C, NR): winograd_panels
+    if packed:
+        oc = u.shape[1] * u.shape[3]
+        expected = (t2, oc // cpu_gemm.NR, c, cpu_gemm.NR)
+    else:
+        oc = u.shape[2] if channels_last else u.shape[1]
+        expected = (t2, c, oc) if channels_last else (t2, oc, c)
+    if u.shape != expected or bias.shape != (oc,) or (packed and not channels_last):
+        raise ValueError(f"x has {c} channels: expected u of shape {expected} and bias ({oc},), "
+                         f"got {u.shape} and {bias.shape}")
     # F(2x2) reads channel-major, F(6x6) channel-last, F(4x4) either (channel-major: a first
     # layer); an x in the other order is copied
     x_last = tile == 6 or (tile == 4 and is_channels_last(x))
@@ -1377,7 +1400,10 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
         else:
             _winograd4_input(x, pad, r0, r1, ty_n, tx_n, v)
             vt = _matrices(v, c, p).transpose(0, 2, 1)              # (m+2)^2 x (tiles, C) view
-        _gemm(vt, u, out=_matrices(m, p, oc))                       # (m+2)^2 x (tiles, C) @ (C, OC)
+        if packed:
+            _panel_gemm(vt, u, _matrices(m, p, oc))                 # (m+2)^2 x (tiles, C) @ (C, OC)
+        else:
+            _gemm(vt, u, out=_matrices(m, p, oc))
         transform_out(m, bias, s, r0, r1, ty_n, tx_n, yt)
 
     return y, list(range(0, rows, per_block)), work

@@ -296,20 +296,24 @@ def test_winograd_conv3x3_reads_its_padding_as_zeros(backend, tile, pad):
 
 @pytest.mark.parametrize("backend", TWIN_BACKENDS)
 @pytest.mark.parametrize("tile", CHANNEL_LAST_TILES)
-@pytest.mark.parametrize("order", ["read", "written", "both"])
+@pytest.mark.parametrize("order", ["read", "written", "both", "both, packed"])
 @pytest.mark.parametrize("pad", [0, 1, 2])
 def test_winograd_conv3x3_in_channel_last_order_matches_float64_convolution(backend, tile, order, pad):
     """x read channel-last, y written channel-last (``channels_last``, u transposed), or
-    both: the same convolution, and y in the memory order asked for."""
+    both: the same convolution, and y in the memory order asked for.  "packed": u in the
+    backend's own form (``winograd_panels``: on numba, packed for kernels/cpu_gemm.py where
+    OC is a multiple of its panel width, as OC = 32 and 64 are here)."""
     be = _winograd_backend(backend)
     if not be.channels_last:
         pytest.skip(f"backend {backend!r} writes no channel-last output")
     rng = _rng(14)
     for c, n, h, w, oc in WINOGRAD_CASES:
         x, w2d, bias = rng.random((c, n, h, w), dtype=np.float32), _randn(rng, oc, c * 9) / np.float32(np.sqrt(c * 9)), _randn(rng, oc)
-        written = order in ("written", "both")
-        xd = ops.to_channels_last(x) if order in ("read", "both") else x
+        written = order != "read"
+        xd = ops.to_channels_last(x) if order != "written" else x
         u = ops.winograd_weight(w2d, c, tile, channels_last=written)
+        if order.endswith("packed"):
+            u = be.winograd_panels(u)
         got = be.winograd_conv3x3(xd, u, bias, 0.1, pad=pad, channels_last=written)
         assert (got.transpose(1, 2, 3, 0) if written else got).flags.c_contiguous
         padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
@@ -333,6 +337,75 @@ def test_numba_winograd_orders_and_shapes(numba_backend):
         np.testing.assert_allclose(got, want, rtol=0, atol=GEMM_ATOL)
     with pytest.raises(ValueError, match="expected u of shape"):
         numba_backend.winograd_conv3x3(x, ops.winograd_weight(w2d, 4, 4), bias, 0.1, channels_last=True)
+    # packed weights (winograd_panels) write channel-major where asked, and must fit x too
+    from w2x.kernels.cpu_gemm import NR
+    w2d, bias = _randn(rng, NR, 36) / 6, _randn(rng, NR)
+    packed = numba_backend.winograd_panels(ops.winograd_weight(w2d, 4, 6, channels_last=True))
+    got = numba_backend.winograd_conv3x3(x, packed, bias, 0.1)
+    assert got.flags.c_contiguous
+    np.testing.assert_allclose(got, _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
+    with pytest.raises(ValueError, match="expected u of shape"):
+        numba_backend.winograd_conv3x3(x[:3], packed, bias, 0.1, channels_last=True)
+
+
+# --- numba only: kernels/cpu_gemm.py, the products by packed weights ---------------------------
+PANEL_CASES = [  # (P, M, K, panels): M below, at and past the kernel's MR = 6 rows, not a
+    # multiple of it (the last rows by a smaller kernel); K = 1 and odd K; several panels
+    (1, 1, 1, 1), (2, 5, 3, 1), (3, 6, 17, 2), (2, 13, 64, 1), (4, 42, 128, 4), (2, 63, 32, 2), (1, 7, 256, 8),
+]
+
+
+@pytest.mark.parametrize("case", PANEL_CASES, ids=str)
+def test_panel_matmul_matches_float64(case):
+    """On stacks laid out as a Winograd block's (``cpu_numba._stack``: each matrix
+    C-contiguous, matrices further apart than their size), and on a stack of transposed
+    views, which it copies."""
+    cpu_gemm = pytest.importorskip("w2x.kernels.cpu_gemm")
+    p, m, k, s = case
+    n = s * cpu_gemm.NR
+    rng = _rng(sum(case))
+    a_rows = _randn(rng, p, m * k + 24)                          # 24 values of skew after each matrix
+    a = a_rows[:, :m * k].reshape(p, m, k)                       # (P, M*K + 24) -> (P, M, K) view
+    b = _randn(rng, p, k, n) / np.float32(np.sqrt(k))
+    out_rows = np.full((p, m * n + 24), np.nan, np.float32)
+    out = out_rows[:, :m * n].reshape(p, m, n)                   # (P, M*N + 24) -> (P, M, N) view
+    want = a.astype(np.float64) @ b
+    assert cpu_gemm.panel_matmul(a, cpu_gemm.panels(b), out) is out
+    np.testing.assert_allclose(out, want, rtol=0, atol=GEMM_ATOL)
+    assert np.isnan(out_rows[:, m * n:]).all()                   # nothing written past a matrix
+    a_t = np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1)   # rows not contiguous
+    np.testing.assert_allclose(cpu_gemm.panel_matmul(a_t, cpu_gemm.panels(b), np.empty((p, m, n), np.float32)),
+                               want, rtol=0, atol=GEMM_ATOL)
+
+
+def test_panels_are_the_weights_regrouped_and_checked():
+    cpu_gemm = pytest.importorskip("w2x.kernels.cpu_gemm")
+    nr = cpu_gemm.NR
+    b = _randn(_rng(16), 3, 5, 2 * nr)
+    bp = cpu_gemm.panels(b)
+    assert bp.shape == (3, 2, 5, nr) and bp.flags.c_contiguous
+    np.testing.assert_array_equal(bp[1, 1], b[1, :, nr:])         # panel s: columns s*NR to (s+1)*NR
+    np.testing.assert_array_equal(cpu_gemm.unpanel(bp), b)
+    assert cpu_gemm.fits(2 * nr) and not cpu_gemm.fits(nr + 3)
+    with pytest.raises(ValueError, match="not a multiple of the panel width"):
+        cpu_gemm.panels(b[:, :, :nr + 3])
+    a = _randn(_rng(17), 3, 4, 5)
+    with pytest.raises(ValueError, match="do not make out"):
+        cpu_gemm.panel_matmul(a, bp, np.empty((3, 4, nr), np.float32))
+    with pytest.raises(ValueError, match="do not make out"):
+        cpu_gemm.panel_matmul(a[:, :, :4], bp, np.empty((3, 4, 2 * nr), np.float32))
+    with pytest.raises(ValueError, match="each matrix of out"):
+        cpu_gemm.panel_matmul(a, bp, np.empty((3, 2 * nr, 4), np.float32).transpose(0, 2, 1))
+
+
+def test_numba_winograd_panels_pack_only_what_the_kernel_can_multiply(numba_backend):
+    """``winograd_panels``: a weight with OC a multiple of the panel width packed, any other
+    (an image layer's 1 or 3 outputs) left to BLAS as it is."""
+    from w2x.kernels.cpu_gemm import NR, unpanel
+    u = _randn(_rng(18), 36, 8, 2 * NR)
+    np.testing.assert_array_equal(unpanel(numba_backend.winograd_panels(u)), u)
+    image = _randn(_rng(18), 36, 8, 3)
+    assert numba_backend.winograd_panels(image) is image
 
 
 @pytest.mark.parametrize("tile", WINOGRAD_TILES)
@@ -358,21 +431,28 @@ def numba_backend():
     return cpu_numba
 
 
-@pytest.mark.parametrize("tile, last", [(t, False) for t in WINOGRAD_TILES] + [(t, True) for t in CHANNEL_LAST_TILES])
-def test_numba_winograd_is_the_same_for_any_block_size_and_thread_count(numba_backend, monkeypatch, tile, last):
-    """Bit for bit, in either memory order (``last``: read and written channel-last).  F(2x2)
+@pytest.mark.parametrize("tile, last, packed", [(t, False, False) for t in WINOGRAD_TILES]
+                         + [(t, True, p) for t in CHANNEL_LAST_TILES for p in (False, True)])
+def test_numba_winograd_is_the_same_for_any_block_size_and_thread_count(numba_backend, monkeypatch, tile, last,
+                                                                         packed):
+    """Bit for bit, in either memory order (``last``: read and written channel-last), the
+    channel-last products by BLAS or by kernels/cpu_gemm.py (``packed``).  F(2x2)
     on a row of 8 tiles (8 * 2 output columns): OpenBLAS's sgemm rounds the last N % 8
     columns of a product in another order than the rest, and its products (OC, C) @ (C, tiles)
     have the tiles as N, so with other widths a block's GEMM may legitimately differ in the
     last bit from the whole one's.  F(4x4) and F(6x6) multiply (tiles, C) @ (C, OC): any
     width, padded by 1 here so that blocks meet the zero rows and the right edge."""
     import numba
+    from w2x.kernels.cpu_gemm import NR
     be = _winograd_backend("numba")
     rng = _rng(11)
     width, pad = (8 * tile + 2, 0) if tile == 2 else (8 * tile - 3, 1)
-    x, w2d, bias = rng.random((8, 2, 21, width), dtype=np.float32), _randn(rng, 6, 72) / 8, _randn(rng, 6)
+    oc = 2 * NR if packed else 6
+    x, w2d, bias = rng.random((8, 2, 21, width), dtype=np.float32), _randn(rng, oc, 72) / 8, _randn(rng, oc)
     x = ops.to_channels_last(x) if last else x
     u = ops.winograd_weight(w2d, 8, tile, channels_last=last)
+    u = numba_backend.winograd_panels(u) if packed else u
+    assert u.ndim == (4 if packed else 3)
     whole = be.winograd_conv3x3(x, u, bias, 0.1, pad=pad, channels_last=last)
     monkeypatch.setattr(numba_backend, "WINOGRAD_BLOCK_BYTES", 1)   # one tile row per block
     before = numba.get_num_threads()

@@ -131,3 +131,25 @@ def test_numba_keeps_activations_channel_last_and_images_channel_major(tmp_path,
     want = model.forward(x, "numpy")
     assert 0.1 < want.mean() < 0.9 and ((want > 0) & (want < 1)).mean() > 0.99     # not clipped
     np.testing.assert_allclose(model.forward(x, "numba"), want, rtol=0, atol=WINOGRAD_ATOL)
+
+
+def test_model_on_is_one_model_per_backend_table(tmp_path):
+    """Model.on caches per backend, and a backend changed in any field is another: numba
+    without its packed Winograd weights (``winograd_panels``) or without channel-last
+    outputs gets layers in those forms, and the same forward."""
+    pytest.importorskip("numba")
+    import dataclasses
+
+    from w2x.nn.backend import get_backend
+    be = get_backend("numba")
+    model = load_model(write_model(tmp_path / "m.json", model_entries("vgg_7", seed=6, scale=0.03)))
+    on = model.on(be)
+    assert model.on(be) is on
+    unpacked = model.on(dataclasses.replace(be, winograd_panels=None))
+    major = model.on(dataclasses.replace(be, channels_last=False))
+    assert on.layers["conv2"].winograd_u.ndim == 4 and unpacked.layers["conv2"].winograd_u.ndim == 3
+    assert on.layers["conv2"].channels_last and not major.layers["conv2"].channels_last
+    x = np.random.default_rng(7).random((3, 1, 40, 40), dtype=np.float32)
+    want = on.config.arch.forward(on.layers, x, be)
+    for other in (unpacked, major):
+        np.testing.assert_allclose(other.config.arch.forward(other.layers, x, be), want, rtol=0, atol=WINOGRAD_ATOL)

@@ -18,6 +18,7 @@ CONV_CASES = [  # (N, C, H, W, OC, k, stride)
     (2, 12, 9, 8, 3, 3, 1),  # C >= 4*OC: kn2row on the CPU backends
     (1, 5, 6, 10, 4, 3, 1),  # 3x3 stride 1: Winograd on numba, odd and even output sizes
     (1, 3, 7, 9, 4, 2, 2),   # k == stride on odd sizes: the last row and column unused
+    (2, 7, 8, 11, 32, 3, 1),  # 32 outputs: written channel-last, numba packs the weight (winograd_panels)
 ]
 DECONV_CASES = [  # (N, C, H, W, OC, k, stride, pad)
     (1, 4, 6, 5, 3, 4, 2, 3), (2, 3, 4, 4, 2, 2, 2, 0), (1, 2, 5, 7, 3, 3, 1, 1),
@@ -91,10 +92,14 @@ def test_big_3x3_layers_take_the_bigger_winograd_tile(c, oc, tile):
     be = get_backend("numba")
     rng = _rng(c + oc)
     x, wt, b = rng.random((1, c, 9, 14)), rng.standard_normal((oc, c, 3, 3)) / np.sqrt(9 * c), rng.standard_normal(oc)
-    layer = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), 3, 1).on(be)
+    from w2x.kernels.cpu_gemm import NR
+    plain = Conv2d(wt.reshape(oc, -1).astype(np.float32), b.astype(np.float32), 3, 1)
+    layer, last = plain.on(be), plain.on(be, channels_last=True)
     assert layer.winograd_u.shape == ((tile + 2) ** 2, oc, c)
-    y = layer(np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32), be, None)  # (C, N, H, W) in
-    np.testing.assert_allclose(y.transpose(1, 0, 2, 3), conv2d_naive(x, wt, b), atol=FLOAT32_ATOL)
+    assert last.winograd_u.shape == ((tile + 2) ** 2, oc // NR, c, NR)    # packed: kernels/cpu_gemm.py
+    x_in = np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32)  # (N, C, H, W) -> (C, N, H, W)
+    for written in (layer(x_in, be, None), last(x_in, be, None)):
+        np.testing.assert_allclose(written.transpose(1, 0, 2, 3), conv2d_naive(x, wt, b), atol=FLOAT32_ATOL)
 
 
 def test_kn2row_matches_its_shifted_planes_loop():

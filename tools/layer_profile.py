@@ -47,7 +47,7 @@ PRIMITIVE_KINDS = {"matmul": "gemm", "im2col": "im2col", "col2im": "col2im",
                    "conv_transpose": "transposed-conv blocks",
                    "space_to_depth": "im2col", "depth_to_space": "transposed-conv gather + bias + LReLU"}
 # cpu_numba module function -> kind (looked up by name at call time, so patching times them)
-KERNEL_KINDS = {"_gemm": "gemm", "_deconv_gather": "transposed-conv gather + bias + LReLU",
+KERNEL_KINDS = {"_gemm": "gemm", "_panel_gemm": "gemm", "_deconv_gather": "transposed-conv gather + bias + LReLU",
                 **dict.fromkeys(["_winograd_input", "_winograd4_input", "_winograd4_input_cl",
                                  "_winograd6_input_cl"], "winograd input transform"),
                 **dict.fromkeys(["_winograd_output", "_winograd4_output_cl", "_winograd6_output_cl"],

@@ -66,6 +66,10 @@ class Backend:
     # set where channels_last is
     space_to_depth: Callable | None = None
     depth_to_space: Callable | None = None
+    # u -> u': a channel-last Winograd weight ((m+2)^2, C, OC) in the form this backend's
+    # winograd_conv3x3 multiplies fastest, which it takes as u (layers.Conv2d.on asks for it);
+    # None: u as it is
+    winograd_panels: Callable | None = None
 
 
 def _identity(a):
@@ -111,7 +115,8 @@ def _numba() -> Backend:
                    k.se_scale, k.crop_add, k.matmul, _identity, _identity,
                    winograd_conv3x3=k.winograd_conv3x3, kn2row=True,
                    conv_transpose=k.conv_transpose, channels_last=True,
-                   space_to_depth=k.space_to_depth, depth_to_space=k.depth_to_space)
+                   space_to_depth=k.space_to_depth, depth_to_space=k.depth_to_space,
+                   winograd_panels=k.winograd_panels)
 
 
 def _cupy(precision: str) -> Backend:

@@ -70,7 +70,8 @@ class Conv2d:
     # (i, j, c) order (``_space_to_depth``): set by ``on`` where asked for and the backend can
     w_last: np.ndarray | None = None
     # True: the output is written channel-last (``ops.to_channels_last``): by the Winograd
-    # form, with ``winograd_u`` as ((m+2)^2, C, OC), or by ``_space_to_depth``
+    # form, with ``winograd_u`` as ((m+2)^2, C, OC) or the backend's packed form of that
+    # (``Backend.winograd_panels``), or by ``_space_to_depth``
     channels_last: bool = False
 
     @property
@@ -92,6 +93,8 @@ class Conv2d:
         strided = k > 1 and k == self.stride                     # windows that do not overlap
         last = channels_last and be.channels_last and (winograd or strided)
         u = winograd_weight(self.w2d, c, winograd_tile(c, self.out_channels), channels_last=last) if winograd else None
+        if u is not None and last and be.winograd_panels is not None:
+            u = be.winograd_panels(u)                            # the backend's packed form of it
         w_last = None
         if last and strided:    # (OC, C*k*k) -> (OC, C, k, k) -> (k, k, C, OC) -> (k*k*C, OC)
             w_last = np.ascontiguousarray(self.w2d.reshape(self.out_channels, c, k, k).transpose(2, 3, 1, 0)

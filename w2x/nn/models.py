@@ -71,7 +71,8 @@ class Model:
 
     def __init__(self, config: ModelConfig, layers: dict, path: str = "<memory>"):
         self.config, self.layers, self.path = config, layers, path
-        self._on: dict[tuple, Model] = {}      # (backend name, channels_last) -> this model as it runs there
+        # id(backend) -> (backend, this model as it runs there); the backend is kept, so its id stays its own
+        self._on: dict[int, tuple[Backend, Model]] = {}
 
     def forward(self, x: np.ndarray, backend: str | Backend = "auto") -> np.ndarray:
         """Forward a host batch in PyTorch layout: float32 (N, C, H, W) -> (N, C, OH, OW).
@@ -91,13 +92,12 @@ class Model:
         backend with ``channels_last``, the layers that output activations rather than an
         image (``Arch.image_layers``) write them channel-last where they can
         (``layers.Conv2d.channels_last``); every primitive reads either order."""
-        key = (be.name, be.channels_last)
-        if key not in self._on:
+        if id(be) not in self._on:      # any change to a backend's table (dataclasses.replace) is another backend
             images = self.config.arch.image_layers
             assert images and set(images) <= set(self.layers), f"{self.config.arch_name}: image_layers {images}"
             layers = {name: layer.on(be, channels_last=name not in images) for name, layer in self.layers.items()}
-            self._on[key] = Model(self.config, layers, self.path)
-        return self._on[key]
+            self._on[id(be)] = (be, Model(self.config, layers, self.path))
+        return self._on[id(be)][1]
 
     def __repr__(self) -> str:
         c = self.config
