@@ -35,8 +35,8 @@ Winograd ones read and write either order.
 backend has it): Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", CVPR 2016; points 0, 1, -1, 1/2, -2 for accuracy, see
 ``ops.WINOGRAD_BT``) does a layer's multiplications as 36 GEMMs (OC, C) @ (C, tiles), 4x fewer
-flops than im2col + GEMM; F(6x6, 3x3) (64 GEMMs, 5x fewer, for the big layers:
-``layers.winograd_tile``) and F(2x2, 3x3) (16 GEMMs, 2.25x, the training backward's) run
+flops than im2col + GEMM; F(6x6, 3x3) (64 GEMMs, 5x fewer, for all but the first and the
+widest-input layers: ``layers.winograd_tile``) and F(2x2, 3x3) (16 GEMMs, 2.25x, the training backward's) run
 when given their 64 or 16 matrices.  Its reference twin is ``ops.winograd_conv3x3``.
 ``conv_transpose`` runs a transposed convolution as GEMMs on blocks of input rows, each block's
 result gathered into its output rows by column phase (the sub-pixel form) with bias +

@@ -26,16 +26,13 @@ KN2ROW_MIN_RATIO = 4
 # 1-3e-5; ``python tools/winograd_error.py``), a few 1e-6 through a whole network.
 WINOGRAD_TILE = 4
 # Layers with at least this many channel pairs (C * OC) take F(6x6, 3x3) instead: 64
-# products per 36 outputs, 1.27x fewer than F(4x4), at 3-5x its float32 error. It only gains
-# where the GEMMs are big: a 128->128 layer on a 256-px tile (1 thread) 73 -> 70 ms (GEMM
-# 47.5 -> 38.9 ms, the transforms 25.6 -> 31.3), a 64->64 one 20.8 -> 21.4 ms; lena.png at 2x
-# (2 threads, one process, medians of 5-6 pairs) 0.94-0.96x the time of F(4x4) everywhere on
-# upconv_7 (1 thread 0.85x), 0.97-0.99x on vgg_7, 0.98x on upcunet.  With activations
-# channel-last (cheaper transforms), 64 * 128 instead of 128 * 128 (F(6x6) also on the
-# 64->128 and 128->64 layers: float32 error 4.1-8.1e-5 there, ``tools/winograd_error.py``,
-# under the 128->128 and 128->256 layers' 0.96-1.2e-4) took 0.93x the time on vgg_7 (twice,
-# medians of 7 and 11), 0.99-1.02x on upconv_7, 1.00x on upcunet; 64 * 64 gained nothing more.
-WINOGRAD_BIG_TILE_MIN_PAIRS = 64 * 128
+# products per 36 outputs, 1.27x fewer than F(4x4), and 1.27x fewer transformed values, at
+# 3-5x its float32 error (``tools/winograd_error.py``).  With channel-last activations and
+# the products by kernels/cpu_gemm.py, one layer on a 256-px (120-px) channel-last input, 2
+# threads, medians of 24: F(6x6) took 0.94x (0.95x) the time of F(4x4) at 32->32, 0.89x
+# (0.90x) at 64->64, 0.92x (0.91x) at 128->128, 1.04x (0.99x) at 16->32; lena.png's cunet
+# forward 0.89-0.91x the time of the earlier 64 * 128 (vgg_7 0.93-1.02x, upconv_7 1.00x).
+WINOGRAD_BIG_TILE_MIN_PAIRS = 32 * 32
 # ... and at most this many input channels: the error grows with the sum over C, and
 # cunet's 256->128 layer reached 2.0-2.3e-4 under F(6x6) (4.9-5.6e-5 under F(4x4)) on those inputs.
 WINOGRAD_BIG_TILE_MAX_IN_CHANNELS = 128
