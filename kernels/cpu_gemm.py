@@ -42,22 +42,37 @@ import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-# float32 values per vector register of the machine (Numba compiles for the host CPU)
-VECTOR = 16 if llvm.get_host_cpu_features().get("avx512f") else 8
+
+def _compiled_for() -> set[str]:
+    """The CPU features Numba compiles for (numba/core/codegen.py, ``_get_host_cpu_features``):
+    $NUMBA_CPU_FEATURES where set (as for a cache shared between machines; none with
+    NUMBA_CPU_NAME=generic), else the host's."""
+    if config.CPU_FEATURES is not None:
+        return {flag[1:] for flag in config.CPU_FEATURES.split(",") if flag.startswith("+")}
+    return {name for name, present in llvm.get_host_cpu_features().items() if present}
+
+
+_FEATURES = _compiled_for()
+# float32 values per vector register of the machine compiled for
+VECTOR = 16 if "avx512f" in _FEATURES else 8
 MR = 6                 # rows of the product one kernel call holds (tiles)
 NR = 2 * VECTOR        # its columns (output channels): a panel's width
+# fused multiply-add in hardware (x86's FMA3, every AArch64): without it LLVM would call a
+# library function per value, and BLAS multiplies instead (``fits``)
+HAS_FMA = bool(_FEATURES & {"fma", "avx512f", "neon"})
 
 
 def panels(b: np.ndarray) -> np.ndarray:
-    """Weights (P, K, N) as the kernel reads them, (P, N/NR, K, NR): panel s of matrix p is
-    b[p, :, s*NR:(s+1)*NR], C-contiguous.  N must be a multiple of NR (``fits``)."""
+    """Weights (P, K, N) as the kernel reads them, (P, N/NR, K, NR) float32: panel s of
+    matrix p is b[p, :, s*NR:(s+1)*NR], C-contiguous.  N must be a multiple of NR."""
     p, k, n = b.shape
     if n % NR:
         raise ValueError(f"panels: N = {n} is not a multiple of the panel width {NR}")
-    return np.ascontiguousarray(b.reshape(p, k, n // NR, NR).transpose(0, 2, 1, 3))  # (P, K, S, NR) -> (P, S, K, NR)
+    b4 = b.reshape(p, k, n // NR, NR)                                                # (P, K, N) -> (P, K, S, NR)
+    return np.ascontiguousarray(b4.transpose(0, 2, 1, 3), dtype=np.float32)          # -> (P, S, K, NR)
 
 
 def unpanel(bp: np.ndarray) -> np.ndarray:
@@ -67,8 +82,9 @@ def unpanel(bp: np.ndarray) -> np.ndarray:
 
 
 def fits(n: int) -> bool:
-    """Whether products with N columns can run here (N a multiple of the panel width)."""
-    return n % NR == 0
+    """Whether products with N columns run faster here than by BLAS: N a multiple of the
+    panel width, on a CPU with fused multiply-add."""
+    return HAS_FMA and n % NR == 0
 
 
 @intrinsic
@@ -85,14 +101,16 @@ def _block_product(typingctx, rows, a, a0, b, b0, c, c0, k):
     r_n = rows.literal_value
     if not 1 <= r_n <= MR:
         raise ValueError(f"_block_product: rows must be 1 to {MR}, got {r_n}")
-    sig = types.void(rows, a, a0, b, b0, c, c0, k)
+    if not all(isinstance(t, types.Array) and t.dtype == types.float32 for t in (a, b, c)):
+        raise TypeError(f"_block_product: a, b and c must be float32 arrays, got {a}, {b}, {c}")
+    sig = types.void(rows, a, types.intp, b, types.intp, c, types.intp, types.intp)   # offsets cast to intp
 
     def codegen(context, builder, sig, args):
         _, a_arr, a0_, b_arr, b0_, c_arr, c0_, k_ = args
         arrays = [context.make_array(t)(context, builder, v)
-                  for t, v in zip(sig.args[1::2], (a_arr, b_arr, c_arr))]
+                  for t, v in ((a, a_arr), (b, b_arr), (c, c_arr))]
         ap, bp, cp = (x.data for x in arrays)
-        index = a0_.type
+        index = a0_.type                                 # intp
 
         def const(v):
             return ir.Constant(index, v)
@@ -140,6 +158,10 @@ def _panel_matmul_kernel(a, bp, c):
     count, m, k = a.shape
     s_n = bp.shape[1]
     n = s_n * NR
+    if bp.shape[3] != NR:         # panels packed for another width than this compiled code's
+        raise ValueError("_panel_matmul_kernel: panels of another width than the kernel's")
+    if a.strides[2] != 4 or a.strides[1] != 4 * k or c.strides[2] != 4 or c.strides[1] != 4 * n:
+        raise ValueError("_panel_matmul_kernel: the matrices of a and c must be C-contiguous")
     sa, sc = a.strides[0] // 4, c.strides[0] // 4      # floats from one matrix to the next
     full = m - m % MR
     rest = m - full
@@ -161,24 +183,35 @@ def _panel_matmul_kernel(a, bp, c):
                 _block_product(5, a, a_i, bp, b0, c, c_i, k)
 
 
-def _rows_contiguous(x: np.ndarray) -> bool:
-    """Each matrix of a float32 stack (P, rows, cols) C-contiguous (the first stride is free)."""
-    return (x.dtype == np.float32 and x.strides[2] == 4 and x.strides[1] == 4 * x.shape[2]
-            and x.strides[0] >= 0 and x.strides[0] % 4 == 0)
+def _float32_rows(x: np.ndarray) -> bool:
+    """A float32 stack (P, rows, cols) whose matrices are each C-contiguous and do not
+    overlap (the stride from one matrix to the next is free beyond that)."""
+    p, rows, cols = x.shape
+    return (x.dtype == np.float32 and x.strides[2] == 4 and x.strides[1] == 4 * cols
+            and x.strides[0] % 4 == 0 and (p == 1 or x.strides[0] >= 4 * rows * cols))
 
 
 def panel_matmul(a: np.ndarray, bp: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``np.matmul(a, unpanel(bp), out=out)``: a (P, M, K) and out (P, M, N) float32 stacks
-    whose matrices are each C-contiguous (as ``cpu_numba._matrices`` views are; an ``a``
-    that is not is copied), bp = ``panels(b)`` (P, N/NR, K, NR).  Returns ``out``."""
+    """``np.matmul(a, unpanel(bp), out=out)``: a (P, M, K) and out (P, M, N) float32 stacks,
+    bp = ``panels(b)`` (P, N/NR, K, NR).  Each matrix of ``out`` must be C-contiguous (as
+    ``cpu_numba._matrices`` views are); an ``a`` that is not, or that shares memory with
+    ``out``, is copied first.  Returns ``out``."""
+    if a.ndim != 3 or bp.ndim != 4 or out.ndim != 3:
+        raise ValueError(f"panel_matmul: expected a (P, M, K), panels (P, N/NR, K, NR) and out (P, M, N); "
+                         f"got {a.ndim}, {bp.ndim} and {out.ndim} dimensions")
     p, m, k = a.shape
     s_n = bp.shape[1]
-    if bp.shape != (p, s_n, k, NR) or out.shape != (p, m, s_n * NR) or not bp.flags.c_contiguous:
-        raise ValueError(f"panel_matmul: a {a.shape} and panels {bp.shape} (C-contiguous, last axis {NR}) "
-                         f"do not make out {out.shape}")
-    if not _rows_contiguous(out):
-        raise ValueError("panel_matmul: each matrix of out must be C-contiguous")
-    if not _rows_contiguous(a):
-        a = np.ascontiguousarray(a, dtype=np.float32)
+    if bp.shape != (p, s_n, k, NR) or out.shape != (p, m, s_n * NR):
+        raise ValueError(f"panel_matmul: a {a.shape} needs panels ({p}, S, {k}, {NR}) and out ({p}, {m}, S*{NR}); "
+                         f"got {bp.shape} and {out.shape}")
+    if bp.dtype != np.float32 or not bp.flags.c_contiguous:
+        raise ValueError(f"panel_matmul: panels must be C-contiguous float32 (cpu_gemm.panels); got {bp.dtype}")
+    if out.size == 0:
+        return out
+    if not (out.flags.writeable and _float32_rows(out)):
+        raise ValueError(f"panel_matmul: out must be writeable float32 with each matrix C-contiguous and apart; "
+                         f"got {out.dtype}, strides {out.strides}")
+    if not _float32_rows(a) or np.may_share_memory(a, out):
+        a = np.array(a, dtype=np.float32, order="C")        # a C-contiguous copy
     _panel_matmul_kernel(a, bp, out)
     return out

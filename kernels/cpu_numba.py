@@ -35,8 +35,8 @@ Winograd ones read and write either order.
 backend has it): Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", CVPR 2016; points 0, 1, -1, 1/2, -2 for accuracy, see
 ``ops.WINOGRAD_BT``) does a layer's multiplications as 36 GEMMs (OC, C) @ (C, tiles), 4x fewer
-flops than im2col + GEMM; F(6x6, 3x3) (64 GEMMs, 5x fewer, for all but the first and the
-widest-input layers: ``layers.winograd_tile``) and F(2x2, 3x3) (16 GEMMs, 2.25x, the training backward's) run
+flops than im2col + GEMM; F(6x6, 3x3) (64 GEMMs, 5x fewer, for layers of 32 x 32 channel
+pairs and more with at most 128 inputs: ``layers.winograd_tile``) and F(2x2, 3x3) (16 GEMMs, 2.25x, the training backward's) run
 when given their 64 or 16 matrices.  Its reference twin is ``ops.winograd_conv3x3``.
 ``conv_transpose`` runs a transposed convolution as GEMMs on blocks of input rows, each block's
 result gathered into its output rows by column phase (the sub-pixel form) with bias +
@@ -118,7 +118,7 @@ VECTOR_FLOATS = 16
 # the Winograd products by packed weights), so that tools/layer_profile.py can time GEMMs
 # apart from the transforms around them.
 _gemm = np.matmul
-_panel_gemm = cpu_gemm.panel_matmul   # the same for products by packed weights (kernels/cpu_gemm.py)
+_panel_gemm = cpu_gemm.panel_matmul
 
 
 # --- copy and elementwise kernels (serial Numba loops, split by _by_ranges) ---
@@ -1319,7 +1319,7 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
     """
     tile = WINOGRAD_TILES[u.shape[0]]
     if tile != 2 and not channels_last:
-        u_last = u if u.ndim == 4 else np.ascontiguousarray(u.transpose(0, 2, 1))   # ((m+2)^2, C, OC)
+        u_last = u if u.ndim == 4 else np.ascontiguousarray(u.transpose(0, 2, 1))   # packed, or ((m+2)^2, C, OC)
         return np.ascontiguousarray(winograd_conv3x3(x, u_last, bias, slope, pad, channels_last=True))
     y, blocks, work = winograd_blocks(x, u, bias, slope, pad, channels_last=channels_last)
     _run_blocks(blocks, work)
@@ -1346,13 +1346,16 @@ def winograd_blocks(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: float
         raise ValueError(f"F({tile}x{tile}) matrices write a {'channel-major' if tile == 2 else 'channel-last'} "
                          f"output here, not a {'channel-last' if channels_last else 'channel-major'} one")
     packed = u.ndim == 4                                    # ((m+2)^2, OC/NR, C, NR): winograd_panels
+    if packed and tile == 2:
+        raise ValueError(f"packed u (winograd_panels) is for F(4x4) and F(6x6); F(2x2) takes u (16, OC, C), "
+                         f"got {u.shape}")
     if packed:
         oc = u.shape[1] * u.shape[3]
         expected = (t2, oc // cpu_gemm.NR, c, cpu_gemm.NR)
     else:
         oc = u.shape[2] if channels_last else u.shape[1]
         expected = (t2, c, oc) if channels_last else (t2, oc, c)
-    if u.shape != expected or bias.shape != (oc,) or (packed and not channels_last):
+    if u.shape != expected or bias.shape != (oc,):
         raise ValueError(f"x has {c} channels: expected u of shape {expected} and bias ({oc},), "
                          f"got {u.shape} and {bias.shape}")
     # F(2x2) reads channel-major, F(6x6) channel-last, F(4x4) either (channel-major: a first

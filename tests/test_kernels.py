@@ -346,12 +346,16 @@ def test_numba_winograd_orders_and_shapes(numba_backend):
     np.testing.assert_allclose(got, _conv3x3_float64(x, w2d, bias, 0.1), rtol=0, atol=GEMM_ATOL)
     with pytest.raises(ValueError, match="expected u of shape"):
         numba_backend.winograd_conv3x3(x[:3], packed, bias, 0.1, channels_last=True)
+    f2 = ops.winograd_weight(w2d, 4, 2, channels_last=True)                  # (16, C, OC)
+    with pytest.raises(ValueError, match="packed u .* F.2x2. takes u"):
+        numba_backend.winograd_conv3x3(x, numba_backend.cpu_gemm.panels(f2), bias, 0.1)
 
 
 # --- numba only: kernels/cpu_gemm.py, the products by packed weights ---------------------------
 PANEL_CASES = [  # (P, M, K, panels): M below, at and past the kernel's MR = 6 rows, not a
     # multiple of it (the last rows by a smaller kernel); K = 1 and odd K; several panels
-    (1, 1, 1, 1), (2, 5, 3, 1), (3, 6, 17, 2), (2, 13, 64, 1), (4, 42, 128, 4), (2, 63, 32, 2), (1, 7, 256, 8),
+    (1, 1, 1, 1), (1, 2, 5, 1), (2, 5, 3, 1), (3, 6, 17, 2), (2, 10, 9, 3), (2, 13, 64, 1), (4, 42, 128, 4),
+    (2, 63, 32, 2), (1, 7, 256, 8),
 ]
 
 
@@ -390,22 +394,59 @@ def test_panels_are_the_weights_regrouped_and_checked():
     with pytest.raises(ValueError, match="not a multiple of the panel width"):
         cpu_gemm.panels(b[:, :, :nr + 3])
     a = _randn(_rng(17), 3, 4, 5)
-    with pytest.raises(ValueError, match="do not make out"):
+    with pytest.raises(ValueError, match="needs panels"):
         cpu_gemm.panel_matmul(a, bp, np.empty((3, 4, nr), np.float32))
-    with pytest.raises(ValueError, match="do not make out"):
+    with pytest.raises(ValueError, match="needs panels"):
         cpu_gemm.panel_matmul(a[:, :, :4], bp, np.empty((3, 4, 2 * nr), np.float32))
-    with pytest.raises(ValueError, match="each matrix of out"):
+    with pytest.raises(ValueError, match="each matrix C-contiguous"):
         cpu_gemm.panel_matmul(a, bp, np.empty((3, 2 * nr, 4), np.float32).transpose(0, 2, 1))
+    with pytest.raises(ValueError, match="panels must be C-contiguous float32"):
+        cpu_gemm.panel_matmul(a, bp.astype(np.float64), np.empty((3, 4, 2 * nr), np.float32))
+    with pytest.raises(ValueError, match="expected a"):
+        cpu_gemm.panel_matmul(a[0], bp, np.empty((3, 4, 2 * nr), np.float32))
+    for bad_out in (np.empty((3, 4, 2 * nr)),                                            # float64
+                    np.broadcast_to(np.empty((1, 4, 2 * nr), np.float32), (3, 4, 2 * nr)),  # read-only, overlapping
+                    np.lib.stride_tricks.as_strided(np.empty(4 * 2 * nr + 8, np.float32), (3, 4, 2 * nr),
+                                                    (32, 8 * nr, 4))):                      # matrices overlap
+        with pytest.raises(ValueError, match="out must be writeable float32"):
+            cpu_gemm.panel_matmul(a, bp, bad_out)
+    empty = np.empty((3, 0, 2 * nr), np.float32)
+    assert cpu_gemm.panel_matmul(a[:, :0], bp, empty) is empty
 
 
-def test_numba_winograd_panels_pack_only_what_the_kernel_can_multiply(numba_backend):
+def test_gemm_kernel_takes_the_features_numba_compiles_for(monkeypatch):
+    """$NUMBA_CPU_FEATURES (a cache shared between machines; "" with NUMBA_CPU_NAME=generic)
+    decides the vector width and whether the kernel runs at all, not the host's features."""
+    cpu_gemm = pytest.importorskip("w2x.kernels.cpu_gemm")
+    from numba.core import config
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
+    assert cpu_gemm._compiled_for() >= {"avx2", "fma"} and "avx512f" not in cpu_gemm._compiled_for()
+    monkeypatch.setattr(config, "CPU_FEATURES", "")
+    assert cpu_gemm._compiled_for() == set()
+
+
+def test_panel_matmul_reads_an_a_that_shares_out_before_writing_it():
+    """As ``np.matmul`` does: a product written over its own left operand is still a @ b."""
+    cpu_gemm = pytest.importorskip("w2x.kernels.cpu_gemm")
+    n = cpu_gemm.NR
+    a = _randn(_rng(19), 2, 9, n)
+    b = _randn(_rng(20), 2, n, n) / np.float32(np.sqrt(n))
+    want = a.astype(np.float64) @ b
+    np.testing.assert_allclose(cpu_gemm.panel_matmul(a, cpu_gemm.panels(b), a), want, rtol=0, atol=GEMM_ATOL)
+
+
+def test_numba_winograd_panels_pack_only_what_the_kernel_can_multiply(numba_backend, monkeypatch):
     """``winograd_panels``: a weight with OC a multiple of the panel width packed, any other
-    (an image layer's 1 or 3 outputs) left to BLAS as it is."""
-    from w2x.kernels.cpu_gemm import NR, unpanel
-    u = _randn(_rng(18), 36, 8, 2 * NR)
-    np.testing.assert_array_equal(unpanel(numba_backend.winograd_panels(u)), u)
+    (an image layer's 1 or 3 outputs) left to BLAS as it is, and every weight on a CPU
+    without fused multiply-add."""
+    from w2x.kernels import cpu_gemm
+    u = _randn(_rng(18), 36, 8, 2 * cpu_gemm.NR)
     image = _randn(_rng(18), 36, 8, 3)
     assert numba_backend.winograd_panels(image) is image
+    monkeypatch.setattr(cpu_gemm, "HAS_FMA", False)
+    assert numba_backend.winograd_panels(u) is u
+    monkeypatch.setattr(cpu_gemm, "HAS_FMA", True)
+    np.testing.assert_array_equal(cpu_gemm.unpanel(numba_backend.winograd_panels(u)), u)
 
 
 @pytest.mark.parametrize("tile", WINOGRAD_TILES)

@@ -86,7 +86,7 @@ def start_numba(backend: str) -> None:
     ``scipy.linalg`` (0.15-0.3 s of start-up) only to learn whether ``np.dot`` and
     ``np.linalg`` may be compiled in jitted code (numba/np/arraymath.py ``_check_blas``).
     w2x's kernels call no BLAS from jitted code (their GEMMs are NumPy's ``matmul``, called
-    from Python), so the command line, which owns its process, starts the target while
+    from Python, or kernels/cpu_gemm.py's own), so the command line, which owns its process, starts the target while
     ``import scipy.linalg`` fails.  A kernel that did call ``np.dot`` would then fail to
     compile in the ``w2x`` command (tests/test_startup.py runs it).  Where scipy.linalg is
     already imported, or for another backend, nothing is done; the library never does this.

@@ -130,10 +130,11 @@ def _cupy(precision: str) -> Backend:
                    cuda.matmul(precision), cuda.cupy.asarray, cuda.cupy.asnumpy)
 
 
-@functools.cache
 def get_backend(name: str = "auto", precision: str = "fp32") -> Backend:
     """Return the backend called ``name``: "numpy", "numba", "cupy", or "auto" (the best that
-    works here: cupy with a CUDA device, else numba, else numpy).
+    works here: cupy with a CUDA device, else numba, else numpy): one table per process for
+    each (name, precision), however they are passed (a model keeps its weights in each
+    backend's forms once per table: ``models.Model.on``).
 
     ``precision`` "tf32" or "fp16" rounds the GEMM operands on the GPU (see ``cuda.py``);
     the CPU backends compute in float32 only.
@@ -145,17 +146,22 @@ def get_backend(name: str = "auto", precision: str = "fp32") -> Backend:
     BackendUnavailableError
         a named backend whose package or device is missing (the message says what to install).
     """
+    return _get_backend(name, precision)
+
+
+@functools.cache
+def _get_backend(name: str, precision: str) -> Backend:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if name == "auto":
         if precision != "fp32":
-            return get_backend("cupy", precision)
+            return _get_backend("cupy", precision)
         for candidate in ("cupy", "numba"):
             try:
-                return get_backend(candidate)
+                return _get_backend(candidate, precision)
             except BackendUnavailableError:
                 continue
-        return get_backend("numpy")
+        return _get_backend("numpy", precision)
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of auto, {', '.join(BACKENDS)}")
     if name == "cupy":
@@ -163,3 +169,6 @@ def get_backend(name: str = "auto", precision: str = "fp32") -> Backend:
     if precision != "fp32":
         raise ValueError(f"precision {precision} needs the cupy backend; backend {name!r} computes in fp32")
     return _numba() if name == "numba" else _numpy()
+
+
+get_backend.cache_clear = _get_backend.cache_clear   # forget the tables (tests that fake a missing package)

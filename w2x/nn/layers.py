@@ -32,6 +32,7 @@ WINOGRAD_TILE = 4
 # threads, medians of 24: F(6x6) took 0.94x (0.95x) the time of F(4x4) at 32->32, 0.89x
 # (0.90x) at 64->64, 0.92x (0.91x) at 128->128, 1.04x (0.99x) at 16->32; lena.png's cunet
 # forward 0.89-0.91x the time of the earlier 64 * 128 (vgg_7 0.93-1.02x, upconv_7 1.00x).
+# (Measured where the products run by that kernel; elsewhere, by BLAS, the balance may differ.)
 WINOGRAD_BIG_TILE_MIN_PAIRS = 32 * 32
 # ... and at most this many input channels: the error grows with the sum over C, and
 # cunet's 256->128 layer reached 2.0-2.3e-4 under F(6x6) (4.9-5.6e-5 under F(4x4)) on those inputs.
@@ -56,7 +57,8 @@ class Conv2d:
     bias: np.ndarray      # (OC,) float32
     k: int
     stride: int = 1
-    # the same weight for Winograd F(m x m, 3x3), ((m+2)^2, OC, C), m = ``winograd_tile``: set
+    # the same weight for Winograd F(m x m, 3x3), ((m+2)^2, OC, C), m = ``winograd_tile``
+    # (with ``channels_last``, ((m+2)^2, C, OC) or the backend's packed form of that): set
     # by ``on`` for a backend with ``winograd_conv3x3``, on 3x3 stride-1 layers (4-5x fewer
     # flops than im2col + GEMM)
     winograd_u: np.ndarray | None = None
