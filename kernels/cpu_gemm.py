@@ -17,7 +17,7 @@ the block, 2 the row of B, 1 the broadcast), 6 x 32 where AVX-512 gives 16-float
 B is read from ``panels``: the (K, NR) column strips of each weight matrix, each contiguous,
 so that a strip (8 KiB for K = 128 on AVX2) streams in and stays in L1 while every MR rows
 of A run past it.  (Read in place from (K, N) rows, the strip's rows lie N floats apart;
-on K = 128 layers that was 0.75-0.85x the speed.)
+on K >= 128 that ran at 0.65-0.8x the speed.)
 
 LLVM cannot keep such a block in registers from a Numba loop over arrays (it cannot prove
 that the output does not alias the inputs), so the kernel is written in LLVM IR through

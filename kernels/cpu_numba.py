@@ -36,8 +36,8 @@ backend has it): Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast A
 Convolutional Neural Networks", CVPR 2016; points 0, 1, -1, 1/2, -2 for accuracy, see
 ``ops.WINOGRAD_BT``) does a layer's multiplications as 36 GEMMs (OC, C) @ (C, tiles), 4x fewer
 flops than im2col + GEMM; F(6x6, 3x3) (64 GEMMs, 5x fewer, for layers of 32 x 32 channel
-pairs and more with at most 128 inputs: ``layers.winograd_tile``) and F(2x2, 3x3) (16 GEMMs, 2.25x, the training backward's) run
-when given their 64 or 16 matrices.  Its reference twin is ``ops.winograd_conv3x3``.
+pairs and more with at most 128 inputs: ``layers.winograd_tile``) and F(2x2, 3x3) (16
+GEMMs, 2.25x, the training backward's) run when given their 64 or 16 matrices.  Its reference twin is ``ops.winograd_conv3x3``.
 ``conv_transpose`` runs a transposed convolution as GEMMs on blocks of input rows, each block's
 result gathered into its output rows by column phase (the sub-pixel form) with bias +
 LeakyReLU while it is in cache; its reference twin is ``ops.conv_transpose``.
@@ -65,8 +65,8 @@ import numba
 import numpy as np
 from numba import njit
 
-from w2x.kernels.cpu_crew import Crew
 from w2x.kernels import cpu_gemm
+from w2x.kernels.cpu_crew import Crew
 from w2x.nn.ops import WINOGRAD_TILES, is_channels_last, out_size, to_channels_last, transposed_out_size
 
 # Per-thread scratch of one Winograd block: (m+2)^2 * (C + OC) * tiles float32 values (plus
@@ -1315,7 +1315,7 @@ def winograd_conv3x3(x: np.ndarray, u: np.ndarray, bias: np.ndarray, slope: floa
 
     A channel-last product runs by NumPy's matmul (BLAS), or by the register-blocked kernel
     of kernels/cpu_gemm.py where ``u`` comes packed into its panels (``winograd_panels``, which
-    ``layers.Conv2d.on`` asks for): 1.1-1.5x the GEMM speed on one row of tiles.
+    ``layers.Conv2d.on`` asks for): 1.2-1.6x the GEMM speed on one row of tiles.
     """
     tile = WINOGRAD_TILES[u.shape[0]]
     if tile != 2 and not channels_last:

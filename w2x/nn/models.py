@@ -88,7 +88,8 @@ class Model:
         return np.ascontiguousarray(be.to_host(y).transpose(1, 0, 2, 3))  # (N, C, OH, OW)
 
     def on(self, be: Backend) -> "Model":
-        """This model as ``be`` runs it (cached): weights on its device, in its forms.  On a
+        """This model as ``be`` runs it (cached per backend table; ``get_backend`` makes one per
+        name and precision): weights on its device, in its forms.  On a
         backend with ``channels_last``, the layers that output activations rather than an
         image (``Arch.image_layers``) write them channel-last where they can
         (``layers.Conv2d.channels_last``); every primitive reads either order."""
